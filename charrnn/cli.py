@@ -1,0 +1,161 @@
+"""The `charrnn` command: a thin layer of click over the library.
+
+Exit statuses: 0 done, 1 error (one line on stderr), 2 usage error, 130/143 interrupted.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from dataclasses import fields
+
+import click
+
+from . import __version__
+from .errors import CharRNNError
+
+DEFAULT_DIR = "checkpoints"
+
+
+def friendly_errors(fn):
+    """Our own errors become one line on stderr and exit 1; never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except CharRNNError as exc:
+            raise click.ClickException(str(exc)) from None
+        except MemoryError:
+            raise click.ClickException("out of memory: try a smaller --batch-size or --hidden-size") from None
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="charrnn")
+def main():
+    """Train character-level recurrent language models, then sample and score text."""
+
+
+def config_options(fn):
+    """One --flag per Config field (hidden_size -> --hidden-size), help from the dataclass."""
+    from .config import Config, field_type
+
+    for f in reversed(fields(Config)):
+        choices = f.metadata.get("choices")
+        ftype = click.Choice(choices) if choices else field_type(f)
+        flag = "--" + f.name.replace("_", "-")
+        fn = click.option(flag, f.name, type=ftype, default=None,
+                          help=f"{f.metadata['help']} [default: {f.default}]")(fn)
+    return fn
+
+
+@main.command()
+@click.argument("corpus", nargs=-1, required=True)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config; flags override it.")
+@click.option("--out", default=DEFAULT_DIR, show_default=True, help="Directory for latest.npz and best.npz.")
+@click.option("--force", is_flag=True, help="Overwrite checkpoints already in --out.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+@config_options
+@friendly_errors
+def train(corpus, config_file, out, force, quiet, **overrides):
+    """Train on CORPUS (UTF-8 text files, or - for stdin; several are concatenated)."""
+    from .config import resolve
+    from .progress import Progress
+    from .train import Interrupted, train as run
+
+    config = resolve(config_file, overrides)
+    progress = Progress(quiet)
+    try:
+        result = run(config, list(corpus), out=out, callback=progress, force=force)
+    except Interrupted as exc:
+        progress.close()
+        click.echo(f"charrnn: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    finally:
+        progress.close()
+    progress.summary(result)
+
+
+@main.command()
+@click.option("--checkpoint", type=click.Path(), help=f"Checkpoint file [default: {DEFAULT_DIR}/best.npz, else latest.npz].")
+@click.option("--temp", "temperature", type=click.FloatRange(min=0), default=0.8, show_default=True,
+              help="Sampling temperature: lower is safer, higher more surprising; 0 takes the likeliest character.")
+@click.option("--length", type=click.IntRange(min=0), default=1000, show_default=True, help="Characters to generate after the prime.")
+@click.option("--prime", default="", help="Text to start from; it is printed first.")
+@click.option("--seed", type=int, default=None, help="Random seed: the same seed gives the same text.")
+@click.option("--top-k", type=click.IntRange(min=1), default=None, help="Draw only from the K likeliest characters.")
+@friendly_errors
+def sample(checkpoint, temperature, length, prime, seed, top_k):
+    """Generate text from a trained model, written to stdout as it is produced."""
+    from . import checkpoint as ckpt
+    from .sample import sample as generate
+
+    model = ckpt.load(checkpoint or ckpt.find(DEFAULT_DIR))
+    out = StreamWriter(sys.stdout)
+    with out:
+        for text in generate(model, length, temperature, prime, seed, top_k):
+            out.write(text)
+        out.write("\n")
+
+
+@main.command("eval")
+@click.argument("file")
+@click.option("--checkpoint", type=click.Path(), help=f"Checkpoint file [default: {DEFAULT_DIR}/best.npz, else latest.npz].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@friendly_errors
+def eval_(file, checkpoint, as_json):
+    """Score FILE (- for stdin): loss in nats/char, bits/char, perplexity."""
+    from . import checkpoint as ckpt
+    from .data import read_text
+    from .evaluate import evaluate
+
+    model = ckpt.load(checkpoint or ckpt.find(DEFAULT_DIR))
+    score = evaluate(model, read_text(file))
+    if as_json:
+        click.echo(json.dumps(score.to_dict()))
+    else:
+        click.echo(f"loss {score.loss:.4f} nats/char  {score.bits_per_char:.4f} bits/char  "
+                   f"perplexity {score.perplexity:.3f}  ({score.predictions} predictions)")
+
+
+class StreamWriter:
+    """Writes text as it comes, flushing at line ends and at least every 0.1 s.
+
+    A closed pipe (`| head`) ends the output quietly with status 0.
+    """
+
+    def __init__(self, stream, interval: float = 0.1):
+        import time
+
+        self.stream, self.interval, self._clock = stream, interval, time.monotonic
+        self._last = self._clock()
+
+    def write(self, text: str) -> None:
+        self.stream.write(text)
+        now = self._clock()
+        if "\n" in text or now - self._last >= self.interval:
+            self.stream.flush()
+            self._last = now
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                exc_type = BrokenPipeError
+        if exc_type is BrokenPipeError:
+            # Point stdout at /dev/null so the interpreter's final flush does not fail too.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(0)
+        return False
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""The one training configuration: defaults here, then a YAML file, then command-line flags.
+
+Every field carries its help text in `metadata`; the CLI builds its `train` options from
+these fields, so a config key and its flag can never drift apart (`hidden_size` <->
+`--hidden-size`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional
+
+from .errors import ConfigError
+
+ACTIVATIONS = ("tanh", "relu", "sigmoid")
+CELLS = ("elman",)
+OPTIMIZERS = ("adam", "adagrad")
+DTYPES = ("float32", "float64")
+
+
+def _f(default, help, choices=None):
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class Config:
+    hidden_size: int = _f(128, "hidden units per layer (H)")
+    cell: str = _f("elman", "recurrent cell", CELLS)
+    activation: str = _f("tanh", "Elman activation: tanh, relu or sigmoid", ACTIVATIONS)
+    batch_size: int = _f(32, "parallel streams per update (B)")
+    seq_len: int = _f(64, "characters per stream per update: the BPTT window (T)")
+    optimizer: str = _f("adam", "adam, or adagrad as in min-char-rnn", OPTIMIZERS)
+    lr: float = _f(2e-3, "learning rate")
+    clip: float = _f(5.0, "clip the gradient's global norm to this (0 turns clipping off)")
+    max_steps: Optional[int] = _f(None, "stop after this many updates")
+    epochs: Optional[float] = _f(None, "stop after this many passes over the training text")
+    max_time: Optional[float] = _f(None, "stop after this many seconds of training")
+    val_fraction: float = _f(0.05, "fraction of the corpus, taken from its end, held out for validation")
+    eval_every: int = _f(200, "validate every this many updates")
+    save_every: int = _f(200, "write latest.npz every this many updates")
+    seed: int = _f(0, "random seed for initialisation and sampling of the run")
+    dtype: str = _f("float32", "float32, or float64 for exact checks", DTYPES)
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            choices = f.metadata.get("choices")
+            if choices and value not in choices:
+                raise ConfigError(f"{f.name}: {value!r} is not one of {', '.join(choices)}")
+        positive_ints = ("hidden_size", "batch_size", "seq_len", "eval_every", "save_every")
+        for name in positive_ints:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr: must be positive, got {self.lr}")
+        if self.clip < 0:
+            raise ConfigError(f"clip: must be 0 (off) or positive, got {self.clip}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction: must be in [0, 1), got {self.val_fraction}")
+        for name in ("max_steps", "epochs", "max_time"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name}: must be positive, got {value}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        """Build a config from plain data, rejecting unknown keys and wrong types by name."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown config key {unknown[0]!r} (known: {', '.join(known)})")
+        values = {}
+        for name, value in data.items():
+            values[name] = _coerce(name, known[name], value)
+        return cls(**values)
+
+    def replace(self, **changes) -> "Config":
+        return Config.from_dict({**self.to_dict(), **changes})
+
+
+def field_type(f: dataclasses.Field) -> type:
+    """The plain Python type of a field (int, float or str), Optional stripped."""
+    text = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    for t in (int, float, str):
+        if t.__name__ in text:
+            return t
+    raise TypeError(f"unsupported config field type {text}")
+
+
+def _coerce(name: str, f: dataclasses.Field, value: Any) -> Any:
+    optional = "Optional" in str(f.type)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{name}: a value is required")
+    t = field_type(f)
+    # bool is an int in Python; a YAML `true` for a number is a mistake worth naming.
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{name}: expected {t.__name__}, got {type(value).__name__} {value!r}")
+    if t is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: expected a string, got {value!r}")
+        return value
+    if t is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if not isinstance(value, int):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        return value
+    if isinstance(value, str):
+        raise ConfigError(f"{name}: expected a number, got {value!r}")
+    return float(value)
+
+
+def load_yaml(path: str) -> dict:
+    """Read a YAML config file into a dict, with one-line errors."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config path is a directory: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config {path} is not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of keys to values")
+    return data
+
+
+def resolve(config_path: Optional[str] = None, overrides: Optional[dict] = None) -> Config:
+    """Defaults, then the YAML file, then explicit overrides (None means 'not given')."""
+    data = load_yaml(config_path) if config_path else {}
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return Config.from_dict(data)

@@ -1,0 +1,20 @@
+"""The package's own error type: what a user did wrong, said in one line."""
+
+
+class CharRNNError(Exception):
+    """A problem the user can fix (bad file, bad option, bad checkpoint).
+
+    The CLI turns it into a one-line message on stderr and exit status 1.
+    """
+
+
+class CheckpointError(CharRNNError):
+    """A checkpoint file that is missing, corrupt or of an unknown format."""
+
+
+class ConfigError(CharRNNError):
+    """A config file or option value that is not valid."""
+
+
+class DivergenceError(CharRNNError):
+    """Training produced a non-finite loss or gradient."""
