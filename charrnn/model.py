@@ -112,7 +112,11 @@ class Model:
         top = self._top.reshape(T * B, H)
         np.matmul(top.T, p, out=grads["W_hy"])
         grads["b_y"] += p.sum(axis=0)
-        dh = (p @ self.params["W_hy"].T).reshape(T, B, H)
+        dh = self._out.get("dh")
+        if dh is None or dh.shape != (T * B, H) or dh.dtype != self.dtype:
+            dh = self._out["dh"] = np.empty((T * B, H), self.dtype)
+        np.matmul(p, self.params["W_hy"].T, out=dh)
+        dh = dh.reshape(T, B, H)
         for i in range(len(self.layers) - 1, -1, -1):
             dh = self.layers[i].backward(self.params, dh, grads, need_dx=i > 0)
         return grads
