@@ -3,10 +3,14 @@
 Layout (all plain arrays; read with np.load(path, allow_pickle=False)):
     param/<name>      model parameters, e.g. param/W_xh (V, H)
     vocab             int32 (V,): the vocabulary's Unicode code points, ascending
-    meta              0-d str: JSON with format, charrnn_version, config, step, epoch,
-                      train_loss, val_loss, best_val_loss (and training progress)
+    meta              0-d str: JSON with format, charrnn_version, config, corpus_sha256,
+                      step, epoch, chunk (the data cursor), elapsed, train_loss, val_loss,
+                      best_val_loss, optim (the optimizer's scalars, e.g. its step t) and
+                      rng (bit-generator state of each random generator training uses)
     optim/<slot>/<n>  optimizer state (Adam m and v, Adagrad mem), same shapes as params
     state/h.<l>       hidden state carried into the next chunk, layer l, (B, H)
+    history/<name>    float64 run history: train_loss (steps,), val_loss (validations, 2)
+                      as (step, loss) rows
 
 All reading and writing lives here; every write is atomic (temporary file in the same
 directory, fsync, rename), so a crash mid-save never leaves a half-written checkpoint
@@ -38,6 +42,7 @@ class Checkpoint:
     optim: dict = field(default_factory=dict)  # 'slot/name' -> array, plus 't' in meta
     state: list = field(default_factory=list)  # carried hidden state per layer
     path: Optional[str] = None
+    history: dict = field(default_factory=dict)  # 'train_loss' -> array, 'val_loss' -> array
 
     @property
     def config(self):
@@ -53,17 +58,25 @@ class Checkpoint:
 
 
 def save(path: str, params: dict, vocab, meta: dict, optim: Optional[dict] = None,
-         state: Optional[list] = None) -> None:
-    """Write a checkpoint atomically: it is either the old file or the complete new one."""
-    meta = {"format": FORMAT, "charrnn_version": __version__, **meta}
+         state: Optional[list] = None, history: Optional[dict] = None) -> None:
+    """Write a checkpoint atomically: it is either the old file or the complete new one.
+
+    `optim` is an optimizer's state_dict(): its arrays go to optim/<key>, its scalars
+    (the step counter t, ...) to meta["optim"].
+    """
+    optim = optim or {}
+    scalars = {k: v.item() if isinstance(v, np.generic) else v for k, v in optim.items() if np.ndim(v) == 0}
+    meta = {"format": FORMAT, "charrnn_version": __version__, **meta, "optim": scalars}
     arrays = {f"param/{k}": np.asarray(v) for k, v in params.items()}
     arrays["vocab"] = np.asarray(vocab.codepoints, dtype=np.int32)
     arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
-    for k, v in (optim or {}).items():
-        if k != "t":
+    for k, v in optim.items():
+        if k not in scalars:
             arrays[f"optim/{k}"] = np.asarray(v)
     for i, h in enumerate(state or []):
         arrays[f"state/h.{i}"] = np.asarray(h)
+    for k, v in (history or {}).items():
+        arrays[f"history/{k}"] = np.asarray(v)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + os.path.basename(path) + ".", dir=directory)
@@ -111,21 +124,48 @@ def clean_stale(directory: str) -> list:
 
 
 def load(path: str) -> Checkpoint:
-    """Read and validate a checkpoint; any problem is a CheckpointError with one clear line."""
+    """Read and validate a checkpoint; any problem is a CheckpointError with one clear line.
+
+    The file is untrusted input: nothing is unpickled, and whatever its bytes are (truncated,
+    flipped, arrays renamed or swapped, metadata edited) the answer is either a checkpoint
+    that passed every check below or a CheckpointError.
+    """
+    if not os.path.exists(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if os.path.isdir(path):
+        raise CheckpointError(f"checkpoint path is a directory: {path}")
+    arrays = _read_arrays(path)
+    return _validate(path, arrays)
+
+
+def _read_arrays(path: str) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    if magic != b"PK\x03\x04":
+        raise CheckpointError(f"{path} is not a charrnn checkpoint (not an .npz archive)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+    except Exception as exc:  # noqa: BLE001
+        # zipfile and numpy's header parser raise a zoo of types on damaged bytes (BadZipFile,
+        # EOFError, ValueError, zlib.error, NotImplementedError, SyntaxError, MemoryError...);
+        # all of them mean the same thing here: the file is damaged.
+        raise CheckpointError(f"{path} is damaged and cannot be read ({type(exc).__name__}: {exc})"[:300]) from None
+    for name, a in arrays.items():
+        if not isinstance(a, np.ndarray):  # a member that is not an .npy comes back as bytes
+            raise CheckpointError(f"{path} is not a valid charrnn checkpoint: member {name!r} is not an array")
+    return arrays
+
+
+def _validate(path: str, arrays: dict) -> Checkpoint:
     from .config import Config
     from .errors import CharRNNError
     from .model import Model
     from .vocab import Vocab
 
-    if not os.path.exists(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if os.path.isdir(path):
-        raise CheckpointError(f"checkpoint path is a directory: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {name: z[name] for name in z.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zlib_error()) as exc:
-        raise CheckpointError(f"{path} is not a readable charrnn checkpoint ({type(exc).__name__}: {exc})") from None
     def bad(why):
         return CheckpointError(f"{path} is not a valid charrnn checkpoint: {why}")
 
@@ -137,12 +177,12 @@ def load(path: str) -> Checkpoint:
         raise bad("'meta' is not a JSON string")
     try:
         meta = json.loads(str(meta_arr))
-    except ValueError:
+    except (ValueError, RecursionError):
         raise bad("'meta' is not valid JSON") from None
     if not isinstance(meta, dict):
         raise bad("'meta' is not a JSON object")
     fmt = meta.get("format")
-    if not isinstance(fmt, int) or isinstance(fmt, bool):
+    if not _is_int(fmt) or fmt < 1:
         raise bad("no format version in 'meta'")
     if fmt > FORMAT:
         raise CheckpointError(
@@ -162,8 +202,9 @@ def load(path: str) -> Checkpoint:
     except CharRNNError as exc:
         raise bad(str(exc)) from None
     model = Model.from_config(config, len(vocab))
-    shapes = model.shapes()
-    params = {k[len("param/"):]: a for k, a in arrays.items() if k.startswith("param/")}
+    shapes = {k: tuple(s) for k, s in model.shapes().items()}
+    dtype = np.dtype(config.dtype)
+    params = _group(arrays, "param/")
     missing = sorted(set(shapes) - set(params))
     extra = sorted(set(params) - set(shapes))
     if missing:
@@ -172,31 +213,63 @@ def load(path: str) -> Checkpoint:
         raise bad(f"unexpected parameter {extra[0]!r}")
     for k, shape in shapes.items():
         a = params[k]
-        if a.shape != tuple(shape):
-            raise bad(f"parameter {k!r} has shape {a.shape}, expected {tuple(shape)} for vocabulary {len(vocab)}, hidden {config.hidden_size}")
-        if a.dtype.kind != "f":
-            raise bad(f"parameter {k!r} has dtype {a.dtype}, expected floating point")
-        if not np.all(np.isfinite(a)):
-            raise bad(f"parameter {k!r} holds NaN or infinite values")
-    known_prefixes = ("param/", "optim/", "state/")
+        if a.shape != shape:
+            raise bad(f"parameter {k!r} has shape {a.shape}, expected {shape} for vocabulary {len(vocab)}, hidden {config.hidden_size}")
+        _check_floats(bad, f"parameter {k!r}", a, dtype)
+    known_prefixes = ("param/", "optim/", "state/", "history/")
     unknown = sorted(k for k in arrays if k not in ("meta", "vocab") and not k.startswith(known_prefixes))
     if unknown:
         raise bad(f"unexpected array {unknown[0]!r}")
-    optim = {k[len("optim/"):]: a for k, a in arrays.items() if k.startswith("optim/")}
+
+    optim = _group(arrays, "optim/")
+    for k, a in optim.items():
+        slot, _, name = k.partition("/")
+        if name not in shapes:
+            raise bad(f"optimizer state 'optim/{k}' belongs to no parameter")
+        if a.shape != shapes[name]:
+            raise bad(f"optimizer state 'optim/{k}' has shape {a.shape}, expected {shapes[name]}")
+        _check_floats(bad, f"optimizer state 'optim/{k}'", a, dtype)
+    scalars = meta.get("optim", {})
+    if not isinstance(scalars, dict) or not all(_is_int(x) or isinstance(x, float) for x in scalars.values()):
+        raise bad("'optim' in 'meta' is not a mapping of numbers")
+    if not _is_int(scalars.get("t", 0)) or scalars.get("t", 0) < 0:
+        raise bad("the optimizer's step counter is invalid")
+    optim.update(scalars)
+
+    state_arrays = _group(arrays, "state/")
+    names = [f"h.{i}" for i in range(len(model.layers))]
+    if set(state_arrays) - set(names):
+        raise bad(f"unexpected hidden state 'state/{sorted(set(state_arrays) - set(names))[0]}'")
     state = []
-    for i in range(len(model.layers)):
-        h = arrays.get(f"state/h.{i}")
-        if h is not None:
-            if h.ndim != 2 or h.shape[1] != config.hidden_size or h.dtype.kind != "f":
-                raise bad(f"hidden state 'state/h.{i}' has shape {h.shape}")
-            state.append(h)
-    return Checkpoint(params, vocab, meta, optim, state, path)
+    for name in names:
+        h = state_arrays.get(name)
+        if h is None:
+            break
+        if h.ndim != 2 or h.shape[1] != config.hidden_size:
+            raise bad(f"hidden state 'state/{name}' has shape {h.shape}, expected (batch, {config.hidden_size})")
+        _check_floats(bad, f"hidden state 'state/{name}'", h, dtype)
+        state.append(h)
+
+    history = _group(arrays, "history/")
+    for k, a in history.items():
+        if a.dtype.kind != "f" or a.ndim not in (1, 2) or not np.all(np.isfinite(a)):
+            raise bad(f"history 'history/{k}' is not a finite float array")
+    return Checkpoint(params, vocab, meta, optim, state, path, history)
 
 
-def zlib_error():
-    import zlib
+def _group(arrays: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: a for k, a in arrays.items() if k.startswith(prefix)}
 
-    return zlib.error
+
+def _check_floats(bad, what: str, a: np.ndarray, dtype: np.dtype) -> None:
+    if a.dtype != dtype:
+        raise bad(f"{what} has dtype {a.dtype}, expected {dtype}")
+    if not np.all(np.isfinite(a)):
+        raise bad(f"{what} holds NaN or infinite values")
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def find(directory: str = "checkpoints") -> str:

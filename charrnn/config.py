@@ -16,6 +16,9 @@ ACTIVATIONS = ("tanh", "relu", "sigmoid")
 CELLS = ("elman",)
 OPTIMIZERS = ("adam", "adagrad")
 DTYPES = ("float32", "float64")
+# Fields a resumed run may change (limits, cadences, step size). Every other field shapes
+# the model, the data or the trajectory, so `--resume` refuses a different value.
+MAY_CHANGE_ON_RESUME = ("lr", "clip", "max_steps", "epochs", "max_time", "eval_every", "save_every")
 
 
 def _f(default, help, choices=None):
@@ -115,7 +118,10 @@ def _coerce(name: str, f: dataclasses.Field, value: Any) -> Any:
         return value
     if isinstance(value, str):
         raise ConfigError(f"{name}: expected a number, got {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise ConfigError(f"{name}: {value} is too large") from None
 
 
 def load_yaml(path: str) -> dict:
@@ -142,8 +148,11 @@ def load_yaml(path: str) -> dict:
     return data
 
 
-def resolve(config_path: Optional[str] = None, overrides: Optional[dict] = None) -> Config:
-    """Defaults, then the YAML file, then explicit overrides (None means 'not given')."""
-    data = load_yaml(config_path) if config_path else {}
+def resolve(config_path: Optional[str] = None, overrides: Optional[dict] = None,
+            base: Optional[dict] = None) -> Config:
+    """Defaults (or `base`, e.g. a resumed run's config), then the YAML file, then explicit
+    overrides (None means 'not given')."""
+    data = dict(base or {})
+    data.update(load_yaml(config_path) if config_path else {})
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return Config.from_dict(data)

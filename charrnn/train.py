@@ -11,7 +11,7 @@ import os
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
@@ -20,9 +20,10 @@ from . import checkpoint as ckpt
 from . import optim
 from .config import Config
 from .data import Corpus, Streams, load_corpus, split
-from .errors import CharRNNError, DivergenceError
+from .errors import CharRNNError, CheckpointError, DivergenceError
 from .evaluate import score_ids
 from .model import Model
+from .resume import RunState, check_same_run
 from .vocab import Vocab
 
 VAL_STREAM_CHARS = 2048  # validation runs the tail as streams of at least this many chars
@@ -52,6 +53,8 @@ class Result:
     chars_per_sec: float
     latest: str
     best: Optional[str]
+    losses: list = field(default_factory=list)  # train loss of every update of the run
+    val_history: list = field(default_factory=list)  # (step, val loss) of every validation
 
 
 def text_hash(text: str) -> str:
@@ -59,12 +62,17 @@ def text_hash(text: str) -> str:
 
 
 def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[str] = None,
-          callback: Optional[Callable[[dict], None]] = None, force: bool = False) -> Result:
+          callback: Optional[Callable[[dict], None]] = None, force: bool = False,
+          resume: bool = False) -> Result:
     """Train a model on corpus (a path, '-' or a list of them) or on `text`.
 
     Checkpoints go to out/latest.npz (every save_every steps and at the end) and
     out/best.npz (whenever validation loss improves). A directory holding another run's
     checkpoints is refused unless force=True, so no trained model is lost by accident.
+
+    resume=True continues the run in out/latest.npz exactly where it stopped (see
+    `charrnn.resume`); it must be the same corpus and the same config, except for the
+    fields in `config.MAY_CHANGE_ON_RESUME`. Limits count from the start of the run.
     """
     emit = callback or (lambda event: None)
     if text is not None:
@@ -80,7 +88,13 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
     data = split(ids, config.val_fraction, config.batch_size, config.seq_len)
     streams = Streams(data.train, config.batch_size, config.seq_len)
     latest, best = os.path.join(out, "latest.npz"), os.path.join(out, "best.npz")
-    _check_out_dir(out, force)
+    if resume:
+        saved = ckpt.load(latest) if os.path.exists(latest) else None
+        if saved is None:
+            raise CheckpointError(f"nothing to resume: no latest.npz in {out}/ (train without --resume first)")
+        check_same_run(saved, config, corpus_data.sha256)
+    else:
+        _check_out_dir(out, force)
     ckpt.clean_stale(out)
     if data.note:
         emit({"kind": "info", "message": data.note})
@@ -95,71 +109,111 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
 
     model = Model.from_config(config, len(vocab)).init(config.seed)
     opt = optim.make(config.optimizer, model.params, config.lr)
-    state = model.zero_state(config.batch_size)
+    run = RunState(hidden=model.zero_state(config.batch_size))
+    if resume:
+        run.restore(saved, config, model, opt, streams.chunks_per_epoch)
+        run.best_val = _best_seen(best, run.best_val)
+        emit({"kind": "resume", "path": latest, "step": run.step})
+        emit({"kind": "info", "message": f"resuming {latest} at step {run.step} "
+                                         f"(epoch {run.step / streams.chunks_per_epoch:.2f})"})
     meta_base = {"config": config.to_dict(), "corpus_sha256": corpus_data.sha256,
                  "corpus_chars": len(ids), "train_chars": int(len(data.train)),
                  "val_chars": 0 if data.val is None else int(len(data.val))}
     emit({"kind": "start", "vocab_size": len(vocab), "params": model.num_params(),
           "train_chars": len(data.train), "val_chars": meta_base["val_chars"],
-          "max_steps": max_steps, "chars_per_epoch": streams.chunks_per_epoch * streams.B * streams.T})
+          "max_steps": max_steps, "step": run.step,
+          "chars_per_epoch": streams.chunks_per_epoch * streams.B * streams.T})
 
-    step, chunk = 0, 0
-    train_loss = val_loss = best_val = None
     chars_per_step = config.batch_size * config.seq_len
-    start = time.perf_counter()
+    first_step, first_elapsed = run.step, run.elapsed
+    start = time.perf_counter() - run.elapsed  # elapsed counts the whole run, across resumes
 
-    def meta(extra=None):
-        return {**meta_base, "step": step, "epoch": step / streams.chunks_per_epoch, "chunk": chunk,
-                "train_loss": train_loss, "val_loss": val_loss, "best_val_loss": best_val,
-                "optim_t": opt.t, **(extra or {})}
+    def finished() -> bool:
+        return (max_steps is not None and run.step >= max_steps) or (
+            config.max_time is not None and run.elapsed >= config.max_time)
 
-    def save_latest():
-        ckpt.save(latest, model.params, vocab, meta(), opt.state_dict(), state)
-        emit({"kind": "save", "path": latest, "step": step})
-
-    with _stop_signals() as stop:
-        while True:
-            if chunk == streams.chunks_per_epoch:  # a new epoch starts from the streams' beginning
-                chunk = 0
-                state = model.zero_state(config.batch_size)
-            x, y = streams.chunk(chunk)
-            loss, new_state = model.forward(x, y, state)
-            grads = model.backward()
-            norm, clipped = optim.clip_by_global_norm(grads, config.clip)
-            if not (math.isfinite(loss) and math.isfinite(norm)):
-                what = "loss" if not math.isfinite(loss) else "gradient norm"
+    def save(path):
+        # The loop checks loss and gradients; this catches weights that overflowed in the
+        # update itself, so no checkpoint is ever replaced by a non-finite one.
+        for k, p in model.params.items():
+            if not np.all(np.isfinite(p)):
                 raise DivergenceError(
-                    f"training diverged at step {step + 1}: the {what} is not finite; "
-                    f"lower the learning rate (--lr {config.lr:g}) or the clip (--clip {config.clip:g}); "
-                    f"the last good checkpoints are kept"
-                )
-            opt.step(model.params, grads)
-            state, chunk, step = new_state, chunk + 1, step + 1
-            train_loss = loss
-            elapsed = time.perf_counter() - start
-            done = (max_steps is not None and step >= max_steps) or (
-                config.max_time is not None and elapsed >= config.max_time)
-            emit({"kind": "step", "step": step, "epoch": step / streams.chunks_per_epoch, "loss": loss,
-                  "grad_norm": norm, "clipped": clipped, "lr": opt.lr,
-                  "chars_per_sec": step * chars_per_step / elapsed, "elapsed": elapsed})
-            if data.val is not None and (step % config.eval_every == 0 or done or stop.signum):
-                val_loss = validate(model, data.val)
-                improved = best_val is None or val_loss < best_val
-                if improved:
-                    best_val = val_loss
-                    ckpt.save(best, model.params, vocab, meta(), opt.state_dict(), state)
-                emit({"kind": "eval", "step": step, "val_loss": val_loss, "best": improved})
-            if step % config.save_every == 0 or done or stop.signum:
-                save_latest()
-            if stop.signum:
-                raise Interrupted(stop.signum, latest)
-            if done:
-                break
-    elapsed = time.perf_counter() - start
-    result = Result(step, step / streams.chunks_per_epoch, train_loss, val_loss, best_val, elapsed,
-                    step * chars_per_step / elapsed, latest, best if best_val is not None else None)
+                    f"training diverged at step {run.step}: parameter {k} is not finite; "
+                    f"lower the learning rate (--lr {config.lr:g}); {_kept(latest, best)}")
+        meta, history = run.export()
+        meta.update(meta_base, epoch=run.step / streams.chunks_per_epoch)
+        ckpt.save(path, model.params, vocab, meta, opt.state_dict(), run.hidden, history)
+        emit({"kind": "save", "path": path, "step": run.step})
+
+    if resume and finished():
+        emit({"kind": "info", "message": f"the run in {latest} already finished at step {run.step}; "
+                                         f"raise --max-steps, --epochs or --max-time to train further"})
+    else:
+        with _stop_signals() as stop:
+            while True:
+                if run.chunk == streams.chunks_per_epoch:  # a new epoch starts from the streams' beginning
+                    run.chunk = 0
+                    run.hidden = model.zero_state(config.batch_size)
+                x, y = streams.chunk(run.chunk)
+                loss, new_state = model.forward(x, y, run.hidden)
+                grads = model.backward()
+                norm, clipped = optim.clip_by_global_norm(grads, config.clip)
+                if not (math.isfinite(loss) and math.isfinite(norm)):
+                    what = "loss" if not math.isfinite(loss) else "gradient norm"
+                    raise DivergenceError(
+                        f"training diverged at step {run.step + 1}: the {what} is not finite; "
+                        f"lower the learning rate (--lr {config.lr:g}) or the clip (--clip {config.clip:g}); "
+                        f"{_kept(latest, best)}"
+                    )
+                opt.step(model.params, grads)
+                run.hidden, run.chunk, run.step = new_state, run.chunk + 1, run.step + 1
+                run.train_loss = loss
+                run.losses.append(loss)
+                run.elapsed = time.perf_counter() - start
+                done = finished()
+                session = run.elapsed - first_elapsed  # this process's share, for the speed
+                emit({"kind": "step", "step": run.step, "epoch": run.step / streams.chunks_per_epoch,
+                      "loss": loss, "grad_norm": norm, "clipped": clipped, "lr": opt.lr,
+                      "chars_per_sec": (run.step - first_step) * chars_per_step / max(session, 1e-9),
+                      "elapsed": run.elapsed})
+                if data.val is not None and (run.step % config.eval_every == 0 or done or stop.signum):
+                    run.val_loss = validate(model, data.val)
+                    run.val_history.append((run.step, run.val_loss))
+                    improved = run.best_val is None or run.val_loss < run.best_val
+                    if improved:
+                        run.best_val = run.val_loss
+                        save(best)
+                    emit({"kind": "eval", "step": run.step, "val_loss": run.val_loss, "best": improved})
+                if run.step % config.save_every == 0 or done or stop.signum:
+                    save(latest)
+                if stop.signum:
+                    raise Interrupted(stop.signum, latest)
+                if done:
+                    break
+    session = run.elapsed - first_elapsed
+    result = Result(run.step, run.step / streams.chunks_per_epoch, run.train_loss, run.val_loss, run.best_val,
+                    run.elapsed, (run.step - first_step) * chars_per_step / max(session, 1e-9), latest,
+                    best if run.best_val is not None and os.path.exists(best) else None,
+                    list(run.losses), list(run.val_history))
     emit({"kind": "done", "result": result})
     return result
+
+
+def _kept(latest: str, best: str) -> str:
+    kept = [p for p in (latest, best) if os.path.exists(p)]
+    return f"kept the last good checkpoints ({', '.join(kept)})" if kept else "no checkpoint was written"
+
+
+def _best_seen(best: str, restored: Optional[float]) -> Optional[float]:
+    """best.npz may be newer than latest.npz (a crash between the two saves): never
+    let a resumed run replace it with a worse model."""
+    try:
+        val = ckpt.load(best).meta.get("val_loss") if os.path.exists(best) else None
+    except CheckpointError:
+        return restored
+    if not isinstance(val, (int, float)) or isinstance(val, bool):
+        return restored
+    return val if restored is None else min(val, restored)
 
 
 def validate(model: Model, val_ids: np.ndarray) -> float:
