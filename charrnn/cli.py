@@ -29,6 +29,10 @@ def friendly_errors(fn):
             raise click.ClickException(str(exc)) from None
         except MemoryError:
             raise click.ClickException("out of memory: try a smaller --batch-size or --hidden-size") from None
+        except KeyboardInterrupt:
+            # A second Ctrl-C during training, or one outside it: stop now, quietly.
+            click.echo("charrnn: aborted", err=True)
+            sys.exit(130)
 
     return wrapper
 
@@ -53,23 +57,28 @@ def config_options(fn):
 
 
 @main.command()
-@click.argument("corpus", nargs=-1, required=True)
+@click.argument("corpus", nargs=-1)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config; flags override it.")
-@click.option("--out", default=DEFAULT_DIR, show_default=True, help="Directory for latest.npz and best.npz.")
+@click.option("--out", default=None, help=f"Directory for latest.npz and best.npz. [default: {DEFAULT_DIR}]")
 @click.option("--force", is_flag=True, help="Overwrite checkpoints already in --out.")
+@click.option("--resume", is_flag=False, flag_value="", default=None, metavar="[DIR]",
+              help="Continue the run in DIR/latest.npz exactly where it stopped [DIR: --out]; "
+                   "give the same corpus; limits count from the run's start.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @config_options
 @friendly_errors
-def train(corpus, config_file, out, force, quiet, **overrides):
+def train(corpus, config_file, out, force, resume, quiet, **overrides):
     """Train on CORPUS (UTF-8 text files, or - for stdin; several are concatenated)."""
     from .config import resolve
     from .progress import Progress
+    from .resume import load_latest
     from .train import Interrupted, train as run
 
-    config = resolve(config_file, overrides)
+    out = run_dir(corpus, resume, out)
+    config = resolve(config_file, overrides, base=load_latest(out).meta["config"] if resume is not None else None)
     progress = Progress(quiet)
     try:
-        result = run(config, list(corpus), out=out, callback=progress, force=force)
+        result = run(config, list(corpus), out=out, callback=progress, force=force, resume=resume is not None)
     except Interrupted as exc:
         progress.close()
         click.echo(f"charrnn: {exc}", err=True)
@@ -77,6 +86,19 @@ def train(corpus, config_file, out, force, quiet, **overrides):
     finally:
         progress.close()
     progress.summary(result)
+
+
+def run_dir(corpus, resume, out) -> str:
+    """The directory of `train CORPUS... [--out DIR] [--resume [DIR]]`, with usage errors for
+    the mix-ups an optional value allows (`train --resume corpus.txt`)."""
+    if resume and os.path.isfile(resume):
+        raise click.UsageError(f"--resume takes a run directory, and {resume} is a file; "
+                               f"put the corpus first: charrnn train {resume} --resume")
+    if not corpus:
+        raise click.UsageError("Missing argument 'CORPUS...'.")
+    if resume and out and os.path.normpath(resume) != os.path.normpath(out):
+        raise click.UsageError(f"--resume {resume} and --out {out} name different directories; give one")
+    return resume or out or DEFAULT_DIR
 
 
 @main.command()

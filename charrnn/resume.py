@@ -9,6 +9,7 @@ the run's history (losses, best validation loss, elapsed time).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
@@ -94,6 +95,16 @@ class RunState:
         self.losses = losses.tolist()
         self.val_history = [(int(s), float(v)) for s, v in vals]
         self.hidden = [np.ascontiguousarray(h, dtype=model.dtype) for h in ck.state]
+
+
+def load_latest(out: str):
+    """The checkpoint a resumed run continues from: out/latest.npz."""
+    from . import checkpoint as ckpt
+
+    latest = os.path.join(out, "latest.npz")
+    if not os.path.exists(latest):
+        raise CheckpointError(f"nothing to resume: no latest.npz in {out}/ (train without --resume first)")
+    return ckpt.load(latest)
 
 
 def check_same_run(ck, config: Config, corpus_sha256: str) -> None:

@@ -23,7 +23,7 @@ from .data import Corpus, Streams, load_corpus, split
 from .errors import CharRNNError, CheckpointError, DivergenceError
 from .evaluate import score_ids
 from .model import Model
-from .resume import RunState, check_same_run
+from .resume import RunState, check_same_run, load_latest
 from .vocab import Vocab
 
 VAL_STREAM_CHARS = 2048  # validation runs the tail as streams of at least this many chars
@@ -89,9 +89,7 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
     streams = Streams(data.train, config.batch_size, config.seq_len)
     latest, best = os.path.join(out, "latest.npz"), os.path.join(out, "best.npz")
     if resume:
-        saved = ckpt.load(latest) if os.path.exists(latest) else None
-        if saved is None:
-            raise CheckpointError(f"nothing to resume: no latest.npz in {out}/ (train without --resume first)")
+        saved = load_latest(out)
         check_same_run(saved, config, corpus_data.sha256)
     else:
         _check_out_dir(out, force)
