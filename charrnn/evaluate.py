@@ -39,7 +39,9 @@ def score_ids(model, ids: np.ndarray, streams: int = 1) -> Score:
         t2, c2, _ = model.loss_sum(np.asarray(rest)[None, :], model.zero_state(1))
         total, count = total + t2, count + c2
     loss = total / count
-    return Score(loss, loss / math.log(2), math.exp(loss), count)
+    # exp() overflows past a loss of about 709 nats (a diverged model): perplexity is then inf.
+    perplexity = math.exp(loss) if loss < 700 else math.inf
+    return Score(loss, loss / math.log(2), perplexity, count)
 
 
 def evaluate(checkpoint, text: str) -> Score:

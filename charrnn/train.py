@@ -147,7 +147,8 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
         emit({"kind": "info", "message": f"the run in {latest} already finished at step {run.step}; "
                                          f"raise --max-steps, --epochs or --max-time to train further"})
     else:
-        with _stop_signals() as stop:
+        # Overflow is detected below and reported as divergence, not as numpy warnings.
+        with _stop_signals() as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             while True:
                 if run.chunk == streams.chunks_per_epoch:  # a new epoch starts from the streams' beginning
                     run.chunk = 0
@@ -158,10 +159,10 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
                 norm, clipped = optim.clip_by_global_norm(grads, config.clip)
                 if not (math.isfinite(loss) and math.isfinite(norm)):
                     what = "loss" if not math.isfinite(loss) else "gradient norm"
+                    clip = f"the clip (--clip {config.clip:g})" if config.clip else "turn clipping on (--clip 5)"
                     raise DivergenceError(
                         f"training diverged at step {run.step + 1}: the {what} is not finite; "
-                        f"lower the learning rate (--lr {config.lr:g}) or the clip (--clip {config.clip:g}); "
-                        f"{_kept(latest, best)}"
+                        f"lower the learning rate (--lr {config.lr:g}) or {clip}; {_kept(latest, best)}"
                     )
                 opt.step(model.params, grads)
                 run.hidden, run.chunk, run.step = new_state, run.chunk + 1, run.step + 1
@@ -176,6 +177,10 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
                       "elapsed": run.elapsed})
                 if data.val is not None and (run.step % config.eval_every == 0 or done or stop.signum):
                     run.val_loss = validate(model, data.val)
+                    if not math.isfinite(run.val_loss):
+                        raise DivergenceError(
+                            f"training diverged at step {run.step}: the validation loss is not finite; "
+                            f"lower the learning rate (--lr {config.lr:g}); {_kept(latest, best)}")
                     run.val_history.append((run.step, run.val_loss))
                     improved = run.best_val is None or run.val_loss < run.best_val
                     if improved:
