@@ -53,6 +53,10 @@ class Config:
             choices = f.metadata.get("choices")
             if choices and value not in choices:
                 raise ConfigError(f"{f.name}: {value!r} is not one of {', '.join(choices)}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and value != value:
+                raise ConfigError(f"{f.name}: must be a number, got nan")
         positive_ints = ("hidden_size", "batch_size", "seq_len", "eval_every", "save_every")
         for name in positive_ints:
             if getattr(self, name) < 1:
@@ -117,7 +121,11 @@ def _coerce(name: str, f: dataclasses.Field, value: Any) -> Any:
             raise ConfigError(f"{name}: expected an integer, got {value!r}")
         return value
     if isinstance(value, str):
-        raise ConfigError(f"{name}: expected a number, got {value!r}")
+        # YAML 1.1 (PyYAML) reads `lr: 1e-3` as the string '1e-3': take it as the number meant.
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"{name}: expected a number, got {value!r}") from None
     try:
         return float(value)
     except OverflowError:
