@@ -51,14 +51,16 @@ def test_kill_9_at_random_moments_loses_nothing(tmp_path, tiny_corpus):
         stale_before = [n for n in os.listdir(out) if n.startswith(ckpt.TMP_PREFIX)] if resume else []
         proc = subprocess.Popen(args + (["--resume"] if resume else []), stderr=subprocess.PIPE)
         try:
+            # Wait for this process's first save: it started, cleaned up and is training.
+            assert _wait_for_tmp(out, proc, timeout=60, old=stale_before), proc.stderr.read().decode()
+            time.sleep(rng.uniform(0.05, 0.4))
             if trial % 2:  # odd trials: kill as soon as a save is seen in progress
-                time.sleep(rng.uniform(0.2, 0.5))
-                during_save += _wait_for_tmp(out, proc, timeout=3.0, old=stale_before)
-            else:  # even trials: kill at a random moment
-                time.sleep(rng.uniform(0.2, 0.6))
+                during_save += _wait_for_tmp(out, proc, timeout=5.0)
             assert proc.poll() is None, proc.stderr.read().decode()  # still training: --resume worked
             proc.send_signal(signal.SIGKILL)
         finally:
+            if proc.poll() is None:
+                proc.kill()
             proc.wait(timeout=30)
             proc.stderr.close()
         assert proc.returncode == -signal.SIGKILL
