@@ -68,6 +68,8 @@ def save(path: str, params: dict, vocab, meta: dict, optim: Optional[dict] = Non
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + os.path.basename(path) + ".", dir=directory)
     try:
+        # mkstemp makes the file 0600; a checkpoint is an ordinary file for whoever may read the directory.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)
             fh.flush()
@@ -81,6 +83,12 @@ def save(path: str, params: dict, vocab, meta: dict, optim: Optional[dict] = Non
             pass
         raise
     _fsync_dir(directory)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory: str) -> None:
