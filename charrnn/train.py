@@ -115,7 +115,9 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
         ckpt.save(latest, model.params, vocab, meta(), opt.state_dict(), state)
         emit({"kind": "save", "path": latest, "step": step})
 
-    with _stop_signals() as stop:
+    # Overflow and NaN are caught by the explicit check below, which names the step and the
+    # remedy; numpy's own warnings would only add lines of noise on the user's stderr.
+    with _stop_signals() as stop, np.errstate(over="ignore", invalid="ignore"):
         while True:
             if chunk == streams.chunks_per_epoch:  # a new epoch starts from the streams' beginning
                 chunk = 0
