@@ -129,6 +129,15 @@ def load(path: str) -> Checkpoint:
         raise CheckpointError(f"checkpoint not found: {path}")
     if os.path.isdir(path):
         raise CheckpointError(f"checkpoint path is a directory: {path}")
+    # Anything but a zip archive (an .npy array, text, random bytes) is refused before
+    # np.load, which would return a bare array or suggest unpickling an untrusted file.
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    if magic[:2] != b"PK":
+        raise CheckpointError(f"{path} is not a charrnn checkpoint: not an .npz (zip) archive")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}
