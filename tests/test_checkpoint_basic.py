@@ -142,3 +142,15 @@ def test_checkpoint_mode_follows_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+
+
+def test_force_leaves_no_best_of_an_earlier_run(tmp_path):
+    """After `train --force` without validation, sample/eval must not pick up the old best.npz."""
+    out = str(tmp_path / "run")
+    train(tiny_config(max_steps=20), text=TINY_TEXT, out=out)
+    assert os.path.exists(os.path.join(out, "best.npz"))
+    new_text = TINY_TEXT.upper()
+    train(tiny_config(max_steps=5, val_fraction=0), text=new_text, out=out, force=True)
+    found = ckpt.load(ckpt.find(out))
+    assert found.vocab == Vocab.from_text(new_text)
+    assert sorted(os.listdir(out)) == ["latest.npz"]
