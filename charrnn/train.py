@@ -113,6 +113,10 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
 
     def save_latest():
         ckpt.save(latest, model.params, vocab, meta(), opt.state_dict(), state)
+        if best_val is None and os.path.exists(best):
+            # An earlier run's best.npz (kept until now, as --force allowed overwriting it):
+            # sample and eval prefer best.npz, so it must not outlive this run's latest.npz.
+            os.unlink(best)
         emit({"kind": "save", "path": latest, "step": step})
 
     # Overflow and NaN are caught by the explicit check below, which names the step and the
