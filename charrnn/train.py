@@ -19,7 +19,7 @@ import numpy as np
 from . import checkpoint as ckpt
 from . import optim
 from .config import Config
-from .data import Streams, read_corpus, split
+from .data import Corpus, Streams, load_corpus, split
 from .errors import CharRNNError, DivergenceError
 from .evaluate import score_ids
 from .model import Model
@@ -67,14 +67,16 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
     checkpoints is refused unless force=True, so no trained model is lost by accident.
     """
     emit = callback or (lambda event: None)
-    if text is None:
-        if corpus is None:
-            raise CharRNNError("no corpus given")
-        text = read_corpus(corpus)
-    if not text:
-        raise CharRNNError("the corpus is empty")
-    vocab = Vocab.from_text(text)
-    ids = vocab.encode(text)
+    if text is not None:
+        if not text:
+            raise CharRNNError("the corpus is empty")
+        vocab = Vocab.from_text(text)
+        corpus_data = Corpus(vocab.encode(text), vocab, text_hash(text))
+    elif corpus is not None:
+        corpus_data = load_corpus(corpus)
+    else:
+        raise CharRNNError("no corpus given")
+    vocab, ids = corpus_data.vocab, corpus_data.ids
     data = split(ids, config.val_fraction, config.batch_size, config.seq_len)
     streams = Streams(data.train, config.batch_size, config.seq_len)
     latest, best = os.path.join(out, "latest.npz"), os.path.join(out, "best.npz")
@@ -94,8 +96,8 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
     model = Model.from_config(config, len(vocab)).init(config.seed)
     opt = optim.make(config.optimizer, model.params, config.lr)
     state = model.zero_state(config.batch_size)
-    meta_base = {"config": config.to_dict(), "corpus_sha256": text_hash(text),
-                 "corpus_chars": len(text), "train_chars": int(len(data.train)),
+    meta_base = {"config": config.to_dict(), "corpus_sha256": corpus_data.sha256,
+                 "corpus_chars": len(ids), "train_chars": int(len(data.train)),
                  "val_chars": 0 if data.val is None else int(len(data.val))}
     emit({"kind": "start", "vocab_size": len(vocab), "params": model.num_params(),
           "train_chars": len(data.train), "val_chars": meta_base["val_chars"],
@@ -167,7 +169,7 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
 
 
 def validate(model: Model, val_ids: np.ndarray) -> float:
-    streams = max(1, min(64, len(val_ids) // VAL_STREAM_CHARS))
+    streams = max(1, min(128, len(val_ids) // VAL_STREAM_CHARS))
     return score_ids(model, val_ids, streams=streams).loss
 
 
