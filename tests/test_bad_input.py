@@ -240,3 +240,24 @@ def test_eval_text_too_short_to_score(tmp_path, guarded, text):
 
 def test_eval_missing_checkpoint(tmp_path, tiny_corpus):
     assert_error(invoke("eval", "--checkpoint", tmp_path / "gone.npz", tiny_corpus), "not found", "gone.npz")
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 4, 5, 7])
+@pytest.mark.parametrize("data", [
+    "日本".encode() + b"\xe6\x97" + "語".encode(),  # a cut-short character in the middle
+    "añ".encode() + b"\x80" + "😀".encode(),  # a stray continuation byte
+    "😀".encode()[:3],  # cut short at the very end
+    b"abc\xff\xfe",
+    "€".encode() + b"\xf8\x88\x80\x80\x80",  # a 5-byte form, never valid
+])
+def test_invalid_utf8_offset_across_read_boundaries(tmp_path, monkeypatch, data, chunk):
+    """The offset is the byte's position in the file, wherever the file was cut into reads."""
+    monkeypatch.setattr(charrnn.data, "CHUNK_BYTES", chunk)
+    path = write_bytes(tmp_path, "bad.txt", data)
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        offset, byte = exc.start, data[exc.start]
+    with pytest.raises(charrnn.data.CharRNNError) as info:
+        charrnn.data.load_corpus(path)
+    assert str(info.value) == f"{path} is not valid UTF-8: byte 0x{byte:02x} at offset {offset}"

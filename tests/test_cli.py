@@ -174,10 +174,12 @@ def test_python_dash_m(trained_ckpt):
     assert done.returncode == 0 and "charrnn" in done.stdout
 
 
-def test_closed_pipe_ends_quietly(trained_ckpt):
-    proc = subprocess.Popen(charrnn_command() + ["sample", "--checkpoint", trained_ckpt, "--length", "100000"],
+def test_output_streams_and_a_closed_pipe_ends_quietly(trained_ckpt):
+    # Ten million characters take minutes: the first ones must arrive long before that.
+    proc = subprocess.Popen(charrnn_command() + ["sample", "--checkpoint", trained_ckpt, "--length", "10000000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    proc.stdout.read(10)  # like `| head -c 10`
+    first = proc.stdout.read(10)  # like `| head -c 10`
+    assert len(first) == 10 and proc.poll() is None
     proc.stdout.close()
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0 and stderr == ""

@@ -149,3 +149,23 @@ def test_round_trip_property(text):
 def test_missing_property(known, other):
     vocab = Vocab.from_text(known)
     assert vocab.missing(other) == sorted(set(other) - set(known))
+
+
+# -- corpus files -> ids, read in pieces ----------------------------------------------------
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.text(min_size=1, max_size=60), chunk=st.integers(1, 9))
+def test_corpus_read_in_pieces_matches_the_text(tmp_path_factory, text, chunk):
+    """Multi-byte characters cut by a read boundary are put back together."""
+    from unittest import mock
+
+    import charrnn.data as data
+
+    path = tmp_path_factory.getbasetemp() / "pieces.txt"
+    path.write_bytes(text.encode("utf-8"))
+    with mock.patch.object(data, "CHUNK_BYTES", chunk):
+        corpus = data.load_corpus(str(path))
+    vocab = Vocab.from_text(text)
+    assert corpus.vocab == vocab
+    np.testing.assert_array_equal(corpus.ids, vocab.encode(text))
+    assert corpus.ids.dtype == vocab.encode(text).dtype
