@@ -183,3 +183,23 @@ def test_output_streams_and_a_closed_pipe_ends_quietly(trained_ckpt):
     proc.stdout.close()
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0 and stderr == ""
+
+
+def test_ctrl_c_saves_latest_and_exits_130(tmp_path, tiny_corpus):
+    import signal
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(charrnn_command() + ["train", tiny_corpus, *TINY_FLAGS, "--max-steps", "100000000",
+                                                 "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # off a terminal, each validation prints "step N: val loss ..."
+        if line.startswith("step "):
+            break
+    else:
+        raise AssertionError(f"training ended early with status {proc.wait()}")
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].endswith(f"saved {out / 'latest.npz'}")
+    saved = ckpt.load(str(out / "latest.npz"))
+    assert saved.meta["step"] >= 1
