@@ -203,3 +203,21 @@ def test_ctrl_c_saves_latest_and_exits_130(tmp_path, tiny_corpus):
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].endswith(f"saved {out / 'latest.npz'}")
     saved = ckpt.load(str(out / "latest.npz"))
     assert saved.meta["step"] >= 1
+
+
+def test_train_from_stdin_and_from_several_files(tmp_path, tiny_corpus):
+    import hashlib
+
+    ok(invoke("train", "-", *TINY_FLAGS, "--max-steps", "3", "--quiet", "--out", tmp_path / "a",
+              input=TINY_TEXT.encode()))
+    meta = ckpt.load(str(tmp_path / "a" / "latest.npz")).meta
+    assert meta["corpus_sha256"] == hashlib.sha256(TINY_TEXT.encode()).hexdigest()
+    assert meta["corpus_chars"] == len(TINY_TEXT)
+
+    extra = tmp_path / "extra.txt"
+    extra.write_text("Ωmega 😀\n", encoding="utf-8")
+    ok(invoke("train", tiny_corpus, extra, *TINY_FLAGS, "--max-steps", "3", "--quiet", "--out", tmp_path / "b"))
+    saved = ckpt.load(str(tmp_path / "b" / "latest.npz"))
+    both = TINY_TEXT + "Ωmega 😀\n"  # concatenated in order
+    assert saved.meta["corpus_sha256"] == hashlib.sha256(both.encode()).hexdigest()
+    assert saved.vocab.chars == "".join(sorted(set(both)))
