@@ -81,6 +81,8 @@ def save(path: str, params: dict, vocab, meta: dict, optim: Optional[dict] = Non
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + os.path.basename(path) + ".", dir=directory)
     try:
+        # mkstemp makes the file 0600; a checkpoint is an ordinary file for whoever may read the directory.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)
             fh.flush()
@@ -94,6 +96,12 @@ def save(path: str, params: dict, vocab, meta: dict, optim: Optional[dict] = Non
             pass
         raise
     _fsync_dir(directory)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory: str) -> None:
@@ -262,8 +270,9 @@ def _group(arrays: dict, prefix: str) -> dict:
 
 
 def _check_floats(bad, what: str, a: np.ndarray, dtype: np.dtype) -> None:
-    if a.dtype != dtype:
-        raise bad(f"{what} has dtype {a.dtype}, expected {dtype}")
+    # Any floating dtype will do: the model and optimizer cast into their own buffers.
+    if a.dtype.kind != "f":
+        raise bad(f"{what} has dtype {a.dtype}, expected floating point ({dtype})")
     if not np.all(np.isfinite(a)):
         raise bad(f"{what} holds NaN or infinite values")
 

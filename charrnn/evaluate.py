@@ -39,8 +39,10 @@ def score_ids(model, ids: np.ndarray, streams: int = 1) -> Score:
         t2, c2, _ = model.loss_sum(np.asarray(rest)[None, :], model.zero_state(1))
         total, count = total + t2, count + c2
     loss = total / count
-    # exp() overflows past a loss of about 709 nats (a diverged model): perplexity is then inf.
-    perplexity = math.exp(loss) if loss < 700 else math.inf
+    try:
+        perplexity = math.exp(loss)
+    except OverflowError:  # a diverged model's loss can pass 709 nats
+        perplexity = math.inf
     return Score(loss, loss / math.log(2), perplexity, count)
 
 

@@ -141,7 +141,12 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
         meta, history = run.export()
         meta.update(meta_base, epoch=run.step / streams.chunks_per_epoch)
         ckpt.save(path, model.params, vocab, meta, opt.state_dict(), run.hidden, history)
-        emit({"kind": "save", "path": path, "step": run.step})
+        if path == latest and run.best_val is None and os.path.exists(best):
+            # An earlier run's best.npz (kept until now, as --force allowed overwriting it):
+            # sample and eval prefer best.npz, so it must not outlive this run's latest.npz.
+            os.unlink(best)
+        if path == latest:  # a new best.npz is told by the "eval" event's "best"
+            emit({"kind": "save", "path": path, "step": run.step})
 
     if resume and finished():
         emit({"kind": "info", "message": f"the run in {latest} already finished at step {run.step}; "
