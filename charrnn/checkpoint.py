@@ -153,7 +153,7 @@ def _read_arrays(path: str) -> dict:
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
     if magic != b"PK\x03\x04":
-        raise CheckpointError(f"{path} is not a charrnn checkpoint (not an .npz archive)")
+        raise CheckpointError(f"{path} is not a charrnn checkpoint: not an .npz (zip) archive")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}

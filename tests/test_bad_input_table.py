@@ -83,7 +83,7 @@ CASES = [
     ("sample-missing-checkpoint", ["sample", "--checkpoint", "missing.npz"], None, 1, "checkpoint not found: missing.npz"),
     ("sample-truncated", ["sample", "--checkpoint", "truncated.npz"], None, 1, "truncated.npz is damaged and cannot be read"),
     ("sample-text-as-checkpoint", ["sample", "--checkpoint", "corpus.txt"], None, 1,
-     "corpus.txt is not a charrnn checkpoint (not an .npz archive)"),
+     "corpus.txt is not a charrnn checkpoint: not an .npz (zip) archive"),
     ("sample-plain-npz", ["sample", "--checkpoint", "plain.npz"], None, 1, "missing array 'meta'"),
     ("sample-future-format", ["sample", "--checkpoint", "future.npz"], None, 1,
      "has checkpoint format 99, newer than this charrnn"),
