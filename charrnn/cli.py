@@ -57,7 +57,7 @@ def config_options(fn):
 
 
 @main.command()
-@click.argument("corpus", nargs=-1)
+@click.argument("corpus", nargs=-1, metavar="CORPUS...")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config; flags override it.")
 @click.option("--out", default=None, help=f"Directory for latest.npz and best.npz. [default: {DEFAULT_DIR}]")
 @click.option("--force", is_flag=True, help="Overwrite checkpoints already in --out.")
