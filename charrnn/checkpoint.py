@@ -78,8 +78,11 @@ def save(path: str, params: dict, vocab, meta: dict, optim: Optional[dict] = Non
     for k, v in (history or {}).items():
         arrays[f"history/{k}"] = np.asarray(v)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + os.path.basename(path) + ".", dir=directory)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + os.path.basename(path) + ".", dir=directory)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         # mkstemp makes the file 0600; a checkpoint is an ordinary file for whoever may read the directory.
         os.fchmod(fd, 0o666 & ~_umask())
@@ -88,12 +91,14 @@ def save(path: str, params: dict, vocab, meta: dict, optim: Optional[dict] = Non
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         # Interrupted or failed: the old checkpoint stays; remove the partial one.
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):  # a full disk, a lost mount...
+            raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}; the previous file is kept") from None
         raise
     _fsync_dir(directory)
 

@@ -93,6 +93,10 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
         check_same_run(saved, config, corpus_data.sha256)
     else:
         _check_out_dir(out, force)
+    try:  # now, not at the first save: a bad --out should not cost a training run
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise CharRNNError(f"cannot create --out {out}: {exc.strerror or exc}") from None
     ckpt.clean_stale(out)
     if data.note:
         emit({"kind": "info", "message": data.note})

@@ -67,6 +67,8 @@ CASES = [
      "config list.yaml must be a mapping of keys to values"),
     # -- train: output directory and resume ---------------------------------------------
     ("train-out-is-a-file", [*TRAIN, "--out", "corpus.txt"], None, 1, "--out corpus.txt exists and is not a directory"),
+    ("train-out-under-a-file", [*TRAIN, "--out", "corpus.txt/run"], None, 1,
+     "cannot create --out corpus.txt/run: Not a directory"),
     ("train-would-overwrite", [*TRAIN], None, 1,
      "checkpoints/ already holds checkpoints (latest.npz, best.npz); use --force"),
     ("resume-nothing", [*TRAIN, "--resume", "adir"], None, 1, "nothing to resume: no latest.npz in adir/"),

@@ -15,6 +15,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from charrnn import checkpoint as ckpt
 from charrnn.data import split
@@ -104,3 +105,22 @@ def test_kill_9_at_random_moments_loses_nothing(tmp_path, tiny_corpus):
     assert validate(best.model(), val_ids) == best.meta["val_loss"]
     print(f"{KILLS} kills, {during_save} during a save, {stale_left} left a temporary file, "
           f"steps at the kills: {steps_seen}")
+
+
+def test_a_failed_write_is_one_error_and_keeps_the_previous_file(tmp_path, monkeypatch):
+    """A full disk mid-save: CheckpointError naming the file, the old checkpoint intact, no temp file."""
+    from charrnn.errors import CheckpointError
+
+    out = str(tmp_path / "run")
+    train(tiny_config(max_steps=4, save_every=2), text=TINY_TEXT, out=out)
+    latest = os.path.join(out, "latest.npz")
+    before = open(latest, "rb").read()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    with pytest.raises(CheckpointError, match=r"cannot write .*latest.npz: No space left on device; the previous file is kept"):
+        train(tiny_config(max_steps=8, save_every=2), text=TINY_TEXT, out=out, resume=True)
+    assert open(latest, "rb").read() == before
+    assert sorted(os.listdir(out)) == ["best.npz", "latest.npz"]

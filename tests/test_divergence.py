@@ -76,3 +76,4 @@ def test_cli_divergence_is_one_line_and_exit_1(tmp_path, tiny_corpus):
     assert len(lines) == 1 and lines[0].startswith("Error: training diverged at step 2")
     assert "turn clipping on" in lines[0] and "kept the last good checkpoints" in lines[0]
     assert ckpt.load(os.path.join(out, "latest.npz")).meta["step"] == 1
+
