@@ -124,3 +124,35 @@ def test_a_failed_write_is_one_error_and_keeps_the_previous_file(tmp_path, monke
         train(tiny_config(max_steps=8, save_every=2), text=TINY_TEXT, out=out, resume=True)
     assert open(latest, "rb").read() == before
     assert sorted(os.listdir(out)) == ["best.npz", "latest.npz"]
+
+
+def test_a_second_ctrl_c_during_a_save_keeps_the_previous_file(tmp_path, monkeypatch):
+    """The first Ctrl-C asks for a clean stop; a second one aborts at once, even mid-save."""
+    out = str(tmp_path / "run")
+    train(tiny_config(max_steps=4, save_every=2), text=TINY_TEXT, out=out)
+    latest = os.path.join(out, "latest.npz")
+    before = open(latest, "rb").read()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(max_steps=8, save_every=2), text=TINY_TEXT, out=out, resume=True)
+    assert open(latest, "rb").read() == before
+    assert sorted(os.listdir(out)) == ["best.npz", "latest.npz"]
+
+
+def test_the_cli_turns_an_abort_into_exit_130_without_a_traceback(tiny_corpus, tmp_path, monkeypatch):
+    import charrnn.train
+    from click.testing import CliRunner
+
+    from charrnn.cli import main
+
+    def abort(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(charrnn.train, "train", abort)
+    result = CliRunner().invoke(main, ["train", tiny_corpus, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 130
+    assert result.stderr.strip() == "charrnn: aborted"
