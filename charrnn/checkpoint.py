@@ -28,7 +28,7 @@ from typing import Optional
 import numpy as np
 
 from . import __version__
-from .errors import CheckpointError
+from .errors import CheckpointError, CheckpointWriteError
 
 FORMAT = 1
 TMP_PREFIX = ".tmp-"
@@ -82,7 +82,7 @@ def save(path: str, params: dict, vocab, meta: dict, optim: Optional[dict] = Non
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + os.path.basename(path) + ".", dir=directory)
     except OSError as exc:
-        raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise CheckpointWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         # mkstemp makes the file 0600; a checkpoint is an ordinary file for whoever may read the directory.
         os.fchmod(fd, 0o666 & ~_umask())
@@ -98,7 +98,7 @@ def save(path: str, params: dict, vocab, meta: dict, optim: Optional[dict] = Non
         except OSError:
             pass
         if isinstance(exc, OSError):  # a full disk, a lost mount...
-            raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}; the previous file is kept") from None
+            raise CheckpointWriteError(f"cannot write {path}: {exc.strerror or exc}; the previous file is kept") from None
         raise
     _fsync_dir(directory)
 

@@ -18,3 +18,9 @@ class ConfigError(CharRNNError):
 
 class DivergenceError(CharRNNError):
     """Training produced a non-finite loss or gradient."""
+
+
+class CheckpointWriteError(CheckpointError, OSError):
+    """A checkpoint that could not be written (a full disk, ...); the previous file is kept.
+
+    Also an OSError, which is what it is underneath."""

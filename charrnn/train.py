@@ -111,11 +111,11 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
 
     model = Model.from_config(config, len(vocab)).init(config.seed)
     opt = optim.make(config.optimizer, model.params, config.lr)
-    run = RunState(hidden=model.zero_state(config.batch_size))
+    state = model.zero_state(config.batch_size)
+    run = RunState(hidden=state)  # plus every random generator the loop draws from, in run.rngs
     if resume:
         run.restore(saved, config, model, opt, streams.chunks_per_epoch)
         run.best_val = _best_seen(best, run.best_val)
-        emit({"kind": "resume", "path": latest, "step": run.step})
         emit({"kind": "info", "message": f"resuming {latest} at step {run.step} "
                                          f"(epoch {run.step / streams.chunks_per_epoch:.2f})"})
     meta_base = {"config": config.to_dict(), "corpus_sha256": corpus_data.sha256,
@@ -126,89 +126,99 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
           "max_steps": max_steps, "step": run.step,
           "chars_per_epoch": streams.chunks_per_epoch * streams.B * streams.T})
 
+    step, chunk, state = run.step, run.chunk, run.hidden
+    train_loss, val_loss, best_val = run.train_loss, run.val_loss, run.best_val
+    losses, val_history = run.losses, run.val_history  # the run's history, appended to below
     chars_per_step = config.batch_size * config.seq_len
-    first_step, first_elapsed = run.step, run.elapsed
-    start = time.perf_counter() - run.elapsed  # elapsed counts the whole run, across resumes
+    first_step, before = step, run.elapsed  # where this session starts; time of earlier ones
+    start = time.perf_counter() - before  # so elapsed counts the whole run, across resumes
 
-    def finished() -> bool:
-        return (max_steps is not None and run.step >= max_steps) or (
-            config.max_time is not None and run.elapsed >= config.max_time)
+    def finished(elapsed):
+        return (max_steps is not None and step >= max_steps) or (
+            config.max_time is not None and elapsed >= config.max_time)
 
     def save(path):
-        # The loop checks loss and gradients; this catches weights that overflowed in the
-        # update itself, so no checkpoint is ever replaced by a non-finite one.
+        # Loss and gradients are checked in the loop; this catches weights that overflowed
+        # in the update itself, so no checkpoint is ever replaced by a non-finite one.
         for k, p in model.params.items():
             if not np.all(np.isfinite(p)):
-                raise DivergenceError(
-                    f"training diverged at step {run.step}: parameter {k} is not finite; "
-                    f"lower the learning rate (--lr {config.lr:g}); {_kept(latest, best)}")
-        meta, history = run.export()
-        meta.update(meta_base, epoch=run.step / streams.chunks_per_epoch)
-        ckpt.save(path, model.params, vocab, meta, opt.state_dict(), run.hidden, history)
-        if path == latest and run.best_val is None and os.path.exists(best):
+                raise DivergenceError(f"training diverged at step {step}: parameter {k} is not finite; "
+                                      f"lower the learning rate (--lr {config.lr:g}); {_kept(latest, best)}")
+        now = RunState(step, chunk, time.perf_counter() - start, train_loss, val_loss, best_val,
+                       losses, val_history, state, run.rngs)
+        meta, history = now.export()
+        meta = {**meta_base, **meta, "epoch": step / streams.chunks_per_epoch}
+        ckpt.save(path, model.params, vocab, meta, opt.state_dict(), state, history)
+
+    def save_latest():
+        save(latest)
+        if best_val is None and os.path.exists(best):
             # An earlier run's best.npz (kept until now, as --force allowed overwriting it):
             # sample and eval prefer best.npz, so it must not outlive this run's latest.npz.
             os.unlink(best)
-        if path == latest:  # a new best.npz is told by the "eval" event's "best"
-            emit({"kind": "save", "path": path, "step": run.step})
+        emit({"kind": "save", "path": latest, "step": step})
 
-    if resume and finished():
-        emit({"kind": "info", "message": f"the run in {latest} already finished at step {run.step}; "
+    def result(elapsed):
+        session = max(elapsed - before, 1e-9)
+        return Result(step, step / streams.chunks_per_epoch, train_loss, val_loss, best_val, elapsed,
+                      (step - first_step) * chars_per_step / session, latest,
+                      best if best_val is not None and os.path.exists(best) else None,
+                      list(losses), list(val_history))
+
+    if resume and finished(before):
+        emit({"kind": "info", "message": f"the run in {latest} already finished at step {step}; "
                                          f"raise --max-steps, --epochs or --max-time to train further"})
-    else:
-        # Overflow is detected below and reported as divergence, not as numpy warnings.
-        with _stop_signals() as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            while True:
-                if run.chunk == streams.chunks_per_epoch:  # a new epoch starts from the streams' beginning
-                    run.chunk = 0
-                    run.hidden = model.zero_state(config.batch_size)
-                x, y = streams.chunk(run.chunk)
-                loss, new_state = model.forward(x, y, run.hidden)
-                grads = model.backward()
-                norm, clipped = optim.clip_by_global_norm(grads, config.clip)
-                if not (math.isfinite(loss) and math.isfinite(norm)):
-                    what = "loss" if not math.isfinite(loss) else "gradient norm"
-                    clip = f"the clip (--clip {config.clip:g})" if config.clip else "turn clipping on (--clip 5)"
-                    raise DivergenceError(
-                        f"training diverged at step {run.step + 1}: the {what} is not finite; "
-                        f"lower the learning rate (--lr {config.lr:g}) or {clip}; {_kept(latest, best)}"
-                    )
-                opt.step(model.params, grads)
-                run.hidden, run.chunk, run.step = new_state, run.chunk + 1, run.step + 1
-                run.train_loss = loss
-                run.losses.append(loss)
-                run.elapsed = time.perf_counter() - start
-                done = finished()
-                session = run.elapsed - first_elapsed  # this process's share, for the speed
-                emit({"kind": "step", "step": run.step, "epoch": run.step / streams.chunks_per_epoch,
-                      "loss": loss, "grad_norm": norm, "clipped": clipped, "lr": opt.lr,
-                      "chars_per_sec": (run.step - first_step) * chars_per_step / max(session, 1e-9),
-                      "elapsed": run.elapsed})
-                if data.val is not None and (run.step % config.eval_every == 0 or done or stop.signum):
-                    run.val_loss = validate(model, data.val)
-                    if not math.isfinite(run.val_loss):
-                        raise DivergenceError(
-                            f"training diverged at step {run.step}: the validation loss is not finite; "
-                            f"lower the learning rate (--lr {config.lr:g}); {_kept(latest, best)}")
-                    run.val_history.append((run.step, run.val_loss))
-                    improved = run.best_val is None or run.val_loss < run.best_val
-                    if improved:
-                        run.best_val = run.val_loss
-                        save(best)
-                    emit({"kind": "eval", "step": run.step, "val_loss": run.val_loss, "best": improved})
-                if run.step % config.save_every == 0 or done or stop.signum:
-                    save(latest)
-                if stop.signum:
-                    raise Interrupted(stop.signum, latest)
-                if done:
-                    break
-    session = run.elapsed - first_elapsed
-    result = Result(run.step, run.step / streams.chunks_per_epoch, run.train_loss, run.val_loss, run.best_val,
-                    run.elapsed, (run.step - first_step) * chars_per_step / max(session, 1e-9), latest,
-                    best if run.best_val is not None and os.path.exists(best) else None,
-                    list(run.losses), list(run.val_history))
-    emit({"kind": "done", "result": result})
-    return result
+        emit({"kind": "done", "result": result(before)})
+        return result(before)
+
+    # Overflow and NaN are caught by the explicit check below, which names the step and the
+    # remedy; numpy's own warnings would only add lines of noise on the user's stderr.
+    with _stop_signals() as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        while True:
+            if chunk == streams.chunks_per_epoch:  # a new epoch starts from the streams' beginning
+                chunk = 0
+                state = model.zero_state(config.batch_size)
+            x, y = streams.chunk(chunk)
+            loss, new_state = model.forward(x, y, state)
+            grads = model.backward()
+            norm, clipped = optim.clip_by_global_norm(grads, config.clip)
+            if not (math.isfinite(loss) and math.isfinite(norm)):
+                what = "loss" if not math.isfinite(loss) else "gradient norm"
+                clip = f"the clip (--clip {config.clip:g})" if config.clip else "turn clipping on (--clip 5)"
+                raise DivergenceError(
+                    f"training diverged at step {step + 1}: the {what} is not finite; "
+                    f"lower the learning rate (--lr {config.lr:g}) or {clip}; {_kept(latest, best)}"
+                )
+            opt.step(model.params, grads)
+            state, chunk, step = new_state, chunk + 1, step + 1
+            train_loss = loss
+            losses.append(loss)
+            elapsed = time.perf_counter() - start
+            done = finished(elapsed)
+            emit({"kind": "step", "step": step, "epoch": step / streams.chunks_per_epoch, "loss": loss,
+                  "grad_norm": norm, "clipped": clipped, "lr": opt.lr,
+                  "chars_per_sec": (step - first_step) * chars_per_step / max(elapsed - before, 1e-9),
+                  "elapsed": elapsed})
+            if data.val is not None and (step % config.eval_every == 0 or done or stop.signum):
+                val_loss = validate(model, data.val)
+                if not math.isfinite(val_loss):
+                    raise DivergenceError(f"training diverged at step {step}: the validation loss is not finite; "
+                                          f"lower the learning rate (--lr {config.lr:g}); {_kept(latest, best)}")
+                val_history.append((step, val_loss))
+                improved = best_val is None or val_loss < best_val
+                if improved:
+                    best_val = val_loss
+                    save(best)
+                emit({"kind": "eval", "step": step, "val_loss": val_loss, "best": improved})
+            if step % config.save_every == 0 or done or stop.signum:
+                save_latest()
+            if stop.signum:
+                raise Interrupted(stop.signum, latest)
+            if done:
+                break
+    out_result = result(time.perf_counter() - start)
+    emit({"kind": "done", "result": out_result})
+    return out_result
 
 
 def _kept(latest: str, best: str) -> str:
