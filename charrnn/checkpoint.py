@@ -242,7 +242,7 @@ def _validate(path: str, arrays: dict) -> Checkpoint:
         if a.shape != shapes[name]:
             raise bad(f"optimizer state 'optim/{k}' has shape {a.shape}, expected {shapes[name]}")
         _check_floats(bad, f"optimizer state 'optim/{k}'", a, dtype)
-    scalars = meta.get("optim", {})
+    scalars = meta.get("optim", {"t": meta.get("optim_t", 0)})  # optim_t: the first 0.1.0 layout
     if not isinstance(scalars, dict) or not all(_is_int(x) or isinstance(x, float) for x in scalars.values()):
         raise bad("'optim' in 'meta' is not a mapping of numbers")
     if not _is_int(scalars.get("t", 0)) or scalars.get("t", 0) < 0:

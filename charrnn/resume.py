@@ -55,6 +55,9 @@ class RunState:
         def bad(why):
             return CheckpointError(f"cannot resume from {where}: {why}")
 
+        if not ck.history and "optim_t" in meta:
+            raise bad("it was written by an earlier charrnn that did not save what an exact resume needs; "
+                      "start a new run (--force or another --out)")
         step, chunk = meta.get("step"), meta.get("chunk")
         if not _is_int(step) or step < 0:
             raise bad("its step counter is missing or invalid")

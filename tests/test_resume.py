@@ -262,3 +262,22 @@ def test_cli_sigterm_then_resume_subprocess(tmp_path, tiny_corpus):
     ref = str(tmp_path / "ref")
     train(cfg(max_steps=total), text=TINY_TEXT, out=ref)
     assert_same_run(ref, out)
+
+
+def test_a_checkpoint_from_before_exact_resume_loads_but_is_not_resumed(tmp_path):
+    """The first 0.1.0 layout (optim_t in meta, no history) still samples; resuming it says why not."""
+    out = tmp_path / "old"
+    train(cfg(max_steps=5), text=TINY_TEXT, out=str(out))
+    path = str(out / "latest.npz")
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files if not k.startswith("history/")}
+    meta = json.loads(str(arrays["meta"]))
+    meta["optim_t"] = meta.pop("optim")["t"]
+    for key in ("chunk", "elapsed", "rng"):
+        meta.pop(key)
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+    old = ckpt.load(path)
+    assert old.optim["t"] == 5
+    with pytest.raises(CheckpointError, match="written by an earlier charrnn"):
+        train(cfg(), text=TINY_TEXT, out=str(out), resume=True)
