@@ -31,8 +31,9 @@ def unknown_lines(vocab, lines: list) -> dict:
     return {i: sorted(set(line) & missing) for i, line in enumerate(lines) if not missing.isdisjoint(line)}
 
 
-def length_batches(lengths, max_rows: int = MAX_ROWS, max_cells: int = MAX_CELLS) -> list:
+def length_batches(lengths, max_rows: int = 0, max_cells: int = 0) -> list:
     """Indices into `lengths`, grouped so that each group's lengths are close."""
+    max_rows, max_cells = max_rows or MAX_ROWS, max_cells or MAX_CELLS
     order = np.argsort(np.asarray(lengths), kind="stable")
     batches, current, longest = [], [], 0
     for i in order.tolist():
