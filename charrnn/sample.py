@@ -9,7 +9,7 @@ repeats sample i of a `--seed S` run).
 """
 from __future__ import annotations
 
-import secrets
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Iterator, Optional
 
@@ -117,7 +117,7 @@ class Generation:
         self.model = checkpoint.model()
         self.N, self.length, self.temperature, self.top_k = num_samples, length, temperature, top_k
         self.prime, self.want_logprobs = prime, logprobs
-        self.seed = secrets.randbits(32) if seed is None else int(seed)
+        self.seed = int.from_bytes(os.urandom(4), "little") if seed is None else int(seed)
         self.seeds = [self.seed + i for i in range(num_samples)]
         self.rngs = [np.random.default_rng(s) for s in self.seeds]
         self.stop = None if not stop_at else vocab.encode(stop_at).astype(np.intp)

@@ -31,7 +31,7 @@ def test_sample_into_head_ends_at_once_with_status_0(trained_ckpt):
 
 def test_eval_per_line_into_head_exits_0(trained_ckpt, tmp_path):
     big = tmp_path / "big.txt"
-    big.write_text("O Romeo, Romeo\n" * 20000)
+    big.write_text("O Romeo, Romeo\n" * 3000)  # far more output than a pipe buffers
     r = sh(f'"$C" eval --per-line {big} --checkpoint {shlex.quote(trained_ckpt)} | head -n 2; '
            'echo "status ${PIPESTATUS[0]}" >&2')
     assert len(r.stdout.splitlines()) == 2
@@ -121,3 +121,33 @@ def test_version_and_exit_statuses(tmp_path):
     error = sh('"$C" sample', cwd=tmp_path)  # no checkpoint anywhere
     assert error.returncode == 1
     assert error.stderr.count("\n") == 1 and "no checkpoint" in error.stderr
+
+
+def test_progress_bar_on_a_terminal(tmp_path, tiny_corpus):
+    import pty
+
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
+    try:
+        proc = subprocess.run([CHARRNN, "train", tiny_corpus, "--out", str(tmp_path / "t"), "--hidden-size", "8",
+                               "--batch-size", "2", "--seq-len", "8", "--max-steps", "30"],
+                              stdout=subprocess.PIPE, stderr=slave, timeout=60)
+        os.set_blocking(master, False)
+        err = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except (BlockingIOError, OSError):
+                break
+            if not chunk:
+                break
+            err += chunk
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 0 and proc.stdout == b""
+    assert b"30/30" in err and b"\r" in err  # tqdm's bar, redrawn in place
