@@ -52,7 +52,7 @@ class CharRNNGroup(click.Group):
 # (CHARRNN_SAMPLE_TEMP=0.5, CHARRNN_TRAIN_HIDDEN_SIZE=256); --checkpoint also from CHARRNN_CHECKPOINT.
 @click.group(cls=CharRNNGroup, context_settings={"help_option_names": ["-h", "--help"],
                                                  "auto_envvar_prefix": "CHARRNN"})
-@click.version_option(__version__, prog_name="charrnn")
+@click.version_option(__version__, prog_name="charrnn", allow_from_autoenv=False)
 def main():
     """Train character-level recurrent language models, then sample, score and encode text.
 

@@ -42,11 +42,17 @@ def plot(source: str = "checkpoints", output: Optional[str] = None, title: Optio
     if norms:
         ax_norm.plot(*zip(*norms), color="#55a868", linewidth=1)
         ax_norm.set_yscale("log")
+        from matplotlib import ticker
+
+        ax_norm.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax_norm.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax_norm.yaxis.set_minor_formatter(ticker.NullFormatter())
     ax_norm.set_ylabel("gradient norm")
     ax_norm.set_xlabel("step")
     ax_norm.grid(alpha=0.3)
     fig.tight_layout()
     try:
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
         fig.savefig(output)
     except OSError as exc:
         raise CharRNNError(f"cannot write {output}: {exc.strerror or exc}") from None
