@@ -88,23 +88,25 @@ class Elman:
             k["b_h"]: np.zeros(self.H, dtype=dtype),
         }
 
-    def _buf(self, T: int, B: int, dtype) -> dict:
+    def _buf(self, T: int, B: int, dtype, backward: bool = False) -> dict:
         key = (T, B, np.dtype(dtype))
         buf = self._buffers.get(key)
         if buf is None:
+            if len(self._buffers) >= 4:  # training, validation and a ragged last chunk at most
+                self._buffers.clear()
+            buf = self._buffers[key] = {
+                "a": np.empty((T, B, self.H), dtype),  # input projections; in backward, d loss / d a
+                "h": np.empty((T + 1, B, self.H), dtype),  # h[0] is the carried-in state
+            }
+        if backward and "d" not in buf:  # evaluation never pays for these
             H = self.H
-            buf = {
-                "a": np.empty((T, B, H), dtype),  # input projections, then d loss / d pre-activation
-                "h": np.empty((T + 1, B, H), dtype),  # h[0] is the carried-in state
+            buf.update({
                 "d": np.empty((T, B, H), dtype),  # act'(a)
                 "dh": np.empty((B, H), dtype),
                 "dx": None if self.embed else np.empty((T, B, self.n_in), dtype),
                 "dW": np.empty((max(self.n_in, H), H), dtype),  # weight products before +=
                 "scatter": {},
-            }
-            if len(self._buffers) >= 4:  # training, validation and a ragged last chunk at most
-                self._buffers.clear()
-            self._buffers[key] = buf
+            })
         return buf
 
     def forward(self, p: dict, x: np.ndarray, h0: np.ndarray) -> np.ndarray:
@@ -116,10 +118,11 @@ class Elman:
         a, h = buf["a"], buf["h"]
         h[0] = h0
         if self.embed:
-            np.take(W_xh, x, axis=0, out=a)  # (T, B, H): x_t W_xh for one-hot x_t
+            # (T, B, H): x_t W_xh + b_h for one-hot x_t, as one gather from a (V, H) table
+            np.take(W_xh + b_h, x, axis=0, out=a)
         else:
             np.matmul(x.reshape(T * B, -1), W_xh, out=a.reshape(T * B, -1))
-        a += b_h
+            a += b_h
         act = self.activation
         for t in range(T):
             ht = h[t + 1]
@@ -137,7 +140,7 @@ class Elman:
         k = self.keys
         W_xh, W_hh = p[k["W_xh"]], p[k["W_hh"]]
         T, B, H = dhs.shape
-        buf = self._buf(T, B, W_hh.dtype)
+        buf = self._buf(T, B, W_hh.dtype, backward=True)
         h, da, dact, dh = buf["h"], buf["a"], buf["d"], buf["dh"]
         activation_grad(self.activation, h[1:], dact)  # (T, B, H), one vectorised pass
         W_hhT = np.ascontiguousarray(W_hh.T)

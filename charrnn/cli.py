@@ -255,6 +255,42 @@ def plot(source, output, title, quiet):
         click.echo(f"wrote {path}", err=True)
 
 
+@main.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config whose model shape to measure.")
+@click.option("--hidden-size", type=click.IntRange(min=1), default=None, help="H [default: 512, or the config's].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="B [default: 64, or the config's].")
+@click.option("--seq-len", type=click.IntRange(min=1), default=None, help="T [default: 64, or the config's].")
+@click.option("--vocab-size", type=click.IntRange(min=2), default=84, show_default=True, help="V, as in the full Shakespeare corpus.")
+@click.option("--seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Time spent measuring training.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@friendly_errors
+def bench(config_file, hidden_size, batch_size, seq_len, vocab_size, seconds, as_json):
+    """Measure training, sampling and evaluation speed on this machine."""
+    from .bench import run
+    from .config import resolve
+
+    given = {"hidden_size": hidden_size, "batch_size": batch_size, "seq_len": seq_len}
+    defaults = {} if config_file else {"hidden_size": 512, "batch_size": 64, "seq_len": 64}
+    overrides = {**defaults, **{k: v for k, v in given.items() if v is not None}, "dtype": "float32"}
+    config = resolve(config_file, overrides)
+    result = run(config, vocab_size, seconds, progress=lambda name: click.echo(f"measuring {name}...", err=True))
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+        return
+    r = result
+    rows = [
+        ("float32 matmul peak (2048^3)", f"{r.matmul_gflops:,.0f} GFLOP/s"),
+        (f"train chars/s (H={r.hidden_size} B={r.batch_size} T={r.seq_len} V={r.vocab_size})", f"{r.train_chars_per_sec:,.0f}"),
+        ("train share of matmul peak", f"{r.share_of_peak:.0%} ({r.train_gflops:,.0f} GFLOP/s)"),
+        ("sample chars/s, one stream", f"{r.sample_chars_per_sec:,.0f}"),
+        ("sample chars/s, 64 streams in total", f"{r.sample64_chars_per_sec:,.0f}"),
+        ("eval chars/s, one stream", f"{r.eval_chars_per_sec:,.0f}"),
+    ]
+    width = max(len(a) for a, _ in rows)
+    for a, b in rows:
+        click.echo(f"{a:<{width}}  {b}")
+
+
 class StreamWriter:
     """Writes text as it comes, flushing at line ends and at least every 0.1 s.
 

@@ -10,7 +10,9 @@ train_loss is the mean training loss over the steps since the previous row; val_
 null except on rows where validation ran; clipped is the fraction of those steps whose
 gradient was clipped; chars_per_sec is the mean rate since the start of the run.
 A run from step 0 starts the file afresh; a run resumed at step k keeps the rows up to k
-and appends after them.
+and appends after them. Either happens when the run first writes a checkpoint (until then
+rows wait in memory), so a run that fails before it saves anything leaves the directory's
+metrics as they were, like its checkpoints.
 """
 from __future__ import annotations
 
@@ -26,8 +28,10 @@ class MetricsRecorder:
 
     def __init__(self, path: str, log_every: int = 10):
         self.path, self.log_every = path, max(1, int(log_every))
-        self._fh = None
-        self._pending: Optional[dict] = None  # the current step's row, written when the step is over
+        self._fh = None  # open once the run has written a checkpoint
+        self._start_step = 0
+        self._waiting: list = []  # finished rows not yet on disk
+        self._pending: Optional[dict] = None  # the current step's row, finished when the step is over
         self._last: Optional[dict] = None
         self._losses: list = []
         self._clipped = 0
@@ -35,7 +39,7 @@ class MetricsRecorder:
     def __call__(self, event: dict) -> None:
         kind = event["kind"]
         if kind == "start":
-            self._open(int(event.get("step", 0) or 0))
+            self._start_step = int(event.get("step", 0) or 0)
         elif kind == "step":
             self._flush()
             self._losses.append(event["loss"])
@@ -48,11 +52,15 @@ class MetricsRecorder:
                 self._pending = self._row(self._last)
             if self._pending is not None:
                 self._pending["val_loss"] = _round(event["val_loss"])
+            if event.get("best"):  # best.npz was written
+                self._open()
         elif kind == "save":
+            self._open()
             self._flush()  # rows up to a checkpoint are on disk with it
         elif kind == "done":
             if self._pending is None and self._losses and self._last is not None:
                 self._pending = self._row(self._last)
+            self._open()
             self.close()
 
     def _row(self, e: dict) -> dict:
@@ -64,21 +72,29 @@ class MetricsRecorder:
         self._losses, self._clipped = [], 0
         return row
 
-    def _open(self, start_step: int) -> None:
+    def _open(self) -> None:
+        """The run has written a checkpoint: from now on the file is this run's."""
+        if self._fh is not None:
+            return
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        if start_step > 0 and os.path.exists(self.path):
-            keep = [r for r in read(self.path) if r.get("step", 0) <= start_step]
-            with open(self.path, "w", encoding="utf-8") as fh:
-                fh.writelines(json.dumps(r) + "\n" for r in keep)
-            self._fh = open(self.path, "a", encoding="utf-8")
-        else:
-            self._fh = open(self.path, "w", encoding="utf-8")
+        keep = []
+        if self._start_step > 0 and os.path.exists(self.path):
+            keep = [r for r in read(self.path) if r.get("step", 0) <= self._start_step]
+        self._fh = open(self.path, "w", encoding="utf-8")
+        self._fh.writelines(json.dumps(r) + "\n" for r in keep)
+        self._write_waiting()
 
     def _flush(self) -> None:
-        if self._pending is not None and self._fh is not None:
-            self._fh.write(json.dumps(_finite(self._pending)) + "\n")
+        if self._pending is not None:
+            self._waiting.append(_finite(self._pending))
+            self._pending = None
+        self._write_waiting()
+
+    def _write_waiting(self) -> None:
+        if self._fh is not None and self._waiting:
+            self._fh.writelines(json.dumps(r) + "\n" for r in self._waiting)
             self._fh.flush()
-        self._pending = None
+            self._waiting = []
 
     def close(self) -> None:
         self._flush()

@@ -128,12 +128,14 @@ class Model:
         return buf[:n]
 
     # -- inference --------------------------------------------------------------------
-    def loss_sum(self, ids: np.ndarray, state: list, chunk: int = 1024) -> tuple[float, int, list]:
+    def loss_sum(self, ids: np.ndarray, state: list, chunk: int | None = None) -> tuple[float, int, list]:
         """Summed loss of predicting ids[1:] from ids[:-1] in B parallel rows.
 
         ids: (B, N). Returns (sum of -log p in nats, number of predictions, final state).
         """
         B, N = ids.shape
+        # Chunks of about 2^20 activations: few Python calls, buffers of a few MB.
+        chunk = chunk or max(16, min(1024, (1 << 20) // (B * self.H)))
         total, count = 0.0, 0
         for start in range(0, N - 1, chunk):
             stop = min(start + chunk, N - 1)

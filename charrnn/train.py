@@ -19,7 +19,7 @@ import numpy as np
 from . import checkpoint as ckpt
 from . import optim
 from .config import Config
-from .data import Streams, read_corpus, split
+from .data import Corpus, Streams, load_corpus, split
 from .errors import CharRNNError, DivergenceError
 from .evaluate import score_ids
 from .metrics import FILENAME as METRICS_FILE, MetricsRecorder
@@ -71,14 +71,16 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
     """
     recorder = MetricsRecorder(os.path.join(out, METRICS_FILE), config.log_every) if metrics else None
     emit = _fan_out([c for c in (callback, recorder) if c is not None])
-    if text is None:
-        if corpus is None:
-            raise CharRNNError("no corpus given")
-        text = read_corpus(corpus)
-    if not text:
-        raise CharRNNError("the corpus is empty")
-    vocab = Vocab.from_text(text)
-    ids = vocab.encode(text)
+    if text is not None:
+        if not text:
+            raise CharRNNError("the corpus is empty")
+        vocab = Vocab.from_text(text)
+        corpus_data = Corpus(vocab.encode(text), vocab, text_hash(text))
+    elif corpus is not None:
+        corpus_data = load_corpus(corpus)
+    else:
+        raise CharRNNError("no corpus given")
+    vocab, ids = corpus_data.vocab, corpus_data.ids
     data = split(ids, config.val_fraction, config.batch_size, config.seq_len)
     streams = Streams(data.train, config.batch_size, config.seq_len)
     latest, best = os.path.join(out, "latest.npz"), os.path.join(out, "best.npz")
@@ -98,8 +100,8 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
     model = Model.from_config(config, len(vocab)).init(config.seed)
     opt = optim.make(config.optimizer, model.params, config.lr)
     state = model.zero_state(config.batch_size)
-    meta_base = {"config": config.to_dict(), "corpus_sha256": text_hash(text),
-                 "corpus_chars": len(text), "train_chars": int(len(data.train)),
+    meta_base = {"config": config.to_dict(), "corpus_sha256": corpus_data.sha256,
+                 "corpus_chars": len(ids), "train_chars": int(len(data.train)),
                  "val_chars": 0 if data.val is None else int(len(data.val))}
     emit({"kind": "start", "vocab_size": len(vocab), "params": model.num_params(),
           "train_chars": len(data.train), "val_chars": meta_base["val_chars"],
@@ -117,9 +119,15 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
 
     def save_latest():
         ckpt.save(latest, model.params, vocab, meta(), opt.state_dict(), state)
+        if best_val is None and os.path.exists(best):
+            # An earlier run's best.npz (kept until now, as --force allowed overwriting it):
+            # sample and eval prefer best.npz, so it must not outlive this run's latest.npz.
+            os.unlink(best)
         emit({"kind": "save", "path": latest, "step": step})
 
-    with _stop_signals() as stop:
+    # Overflow and NaN are caught by the explicit check below, which names the step and the
+    # remedy; numpy's own warnings would only add lines of noise on the user's stderr.
+    with _stop_signals() as stop, np.errstate(over="ignore", invalid="ignore"):
         while True:
             if chunk == streams.chunks_per_epoch:  # a new epoch starts from the streams' beginning
                 chunk = 0
@@ -173,7 +181,7 @@ def _fan_out(callbacks: list) -> Callable[[dict], None]:
 
 
 def validate(model: Model, val_ids: np.ndarray) -> float:
-    streams = max(1, min(64, len(val_ids) // VAL_STREAM_CHARS))
+    streams = max(1, min(128, len(val_ids) // VAL_STREAM_CHARS))
     return score_ids(model, val_ids, streams=streams).loss
 
 

@@ -65,10 +65,18 @@ def test_a_resumed_run_keeps_rows_up_to_its_start_and_a_fresh_run_starts_over(tm
     rec({"kind": "step", "step": 30, "epoch": 1.0, "loss": 0.5, "chars_per_sec": 1.0, "elapsed": 1.0})
     rec({"kind": "done", "result": None})
     assert [(r["step"], r["train_loss"]) for r in read(path)] == [(10, 1.0), (20, 1.0), (30, 0.5)]
-    fresh = MetricsRecorder(path, log_every=10)
+    failed = MetricsRecorder(path, log_every=1)  # a new run that fails before it saves anything...
+    failed({"kind": "start"})
+    failed({"kind": "step", "step": 1, "epoch": 0.1, "loss": 9.0, "chars_per_sec": 1.0, "elapsed": 1.0})
+    failed({"kind": "step", "step": 2, "epoch": 0.2, "loss": 9.0, "chars_per_sec": 1.0, "elapsed": 1.0})
+    failed.close()
+    assert [r["step"] for r in read(path)] == [10, 20, 30]  # ...leaves the metrics as they were
+    fresh = MetricsRecorder(path, log_every=1)
     fresh({"kind": "start"})
+    fresh({"kind": "step", "step": 1, "epoch": 0.1, "loss": 9.0, "chars_per_sec": 1.0, "elapsed": 1.0})
+    fresh({"kind": "save", "path": "latest.npz", "step": 1})
+    assert [r["step"] for r in read(path)] == [1]  # a new run that saved starts the file afresh
     fresh.close()
-    assert read(path) == []
 
 
 def test_log_every_is_a_train_flag(tmp_path, tiny_corpus):

@@ -1,0 +1,124 @@
+"""Measure this machine: float32 matmul peak, training, sampling and evaluation speed.
+
+Everything runs on synthetic ids drawn from a real vocabulary size, so the figures
+depend only on the shapes, not on a corpus. FLOPs per training character for an Elman
+layer: about 6 (H*H + H*V) (forward, and the two backward products; the one-hot input
+is a gather), so share of peak = FLOPs per char x chars/s / measured matmul peak.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass
+class BenchResult:
+    hidden_size: int
+    batch_size: int
+    seq_len: int
+    vocab_size: int
+    matmul_gflops: float
+    train_chars_per_sec: float
+    train_gflops: float
+    share_of_peak: float
+    sample_chars_per_sec: float
+    sample64_chars_per_sec: float
+    eval_chars_per_sec: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5, dtype=np.float32) -> float:
+    """Best GFLOP/s of an n x n float32 matrix product: the machine's practical peak."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random((n, n), dtype=dtype), rng.random((n, n), dtype=dtype)
+    out = np.empty((n, n), dtype)
+    np.matmul(a, b, out=out)
+    best = min(_timed(lambda: np.matmul(a, b, out=out)) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def _model(config, V):
+    from .model import Model
+
+    return Model.from_config(config, V).init(config.seed)
+
+
+def train_speed(config, V: int = 84, seconds: float = 5.0, warmup: int = 3, steps: int = 3) -> float:
+    """Training characters per second: forward, backward, clip and optimizer step."""
+    from . import optim
+
+    model = _model(config, V)
+    opt = optim.make(config.optimizer, model.params, config.lr)
+    rng = np.random.default_rng(0)
+    B, T = config.batch_size, config.seq_len
+    x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
+    state = model.zero_state(B)
+
+    def step():
+        nonlocal state
+        _, state = model.forward(x, y, state)
+        grads = model.backward()
+        optim.clip_by_global_norm(grads, config.clip)
+        opt.step(model.params, grads)
+
+    for _ in range(warmup):
+        step()
+    done, start = 0, time.perf_counter()
+    while done < steps or time.perf_counter() - start < seconds:  # at least `steps` steps
+        step()
+        done += 1
+    return done * B * T / (time.perf_counter() - start)
+
+
+def sample_speed(config, V: int = 84, streams: int = 1, chars: int = 2000) -> float:
+    """Generated characters per second, in total over `streams` streams sampled together."""
+    model = _model(config, V)
+    rng = np.random.default_rng(0)
+    ids = np.zeros(streams, dtype=np.intp)
+    state = model.zero_state(streams)
+    steps = max(50, chars // streams)
+    start = time.perf_counter()
+    for _ in range(steps):
+        logits, state = model.step(ids, state)
+        z = logits / 0.8
+        z -= z.max(axis=1, keepdims=True)
+        cdf = np.cumsum(np.exp(z), axis=1)
+        u = rng.random((streams, 1)) * cdf[:, -1:]
+        ids = np.minimum((cdf < u).sum(axis=1), V - 1)
+    return steps * streams / (time.perf_counter() - start)
+
+
+def eval_speed(config, V: int = 84, chars: int = 50_000) -> float:
+    """Characters per second scoring one stream, as `charrnn eval` does."""
+    from .evaluate import score_ids
+
+    model = _model(config, V)
+    ids = np.random.default_rng(0).integers(0, V, chars).astype(np.uint8)
+    start = time.perf_counter()
+    score_ids(model, ids)
+    return chars / (time.perf_counter() - start)
+
+
+def run(config, V: int = 84, seconds: float = 5.0, progress=lambda name: None) -> BenchResult:
+    progress("matmul peak")
+    peak = matmul_peak()
+    progress("training")
+    train = train_speed(config, V, seconds)
+    flops = _model(config, V).flops_per_char()
+    progress("sampling")
+    s1 = sample_speed(config, V, 1)
+    s64 = sample_speed(config, V, 64, chars=64 * 200)
+    progress("evaluation")
+    ev = eval_speed(config, V)
+    return BenchResult(config.hidden_size, config.batch_size, config.seq_len, V, peak, train,
+                       flops * train / 1e9, flops * train / 1e9 / peak, s1, s64, ev)
