@@ -68,7 +68,7 @@ def test_per_line_ranking_pipeline(trained_ckpt, tmp_path):
     # The README's pipeline: the line least like the training text comes first.
     f = tmp_path / "mixed.txt"
     f.write_text("O Romeo, Romeo\n?,T.B?,wU.?E\nJULIET.\n")
-    r = subprocess.run(["bash", "-c", f'"{CHARRNN}" eval --tsv {f} --checkpoint {trained_ckpt} '
+    r = subprocess.run(["bash", "-c", f'cat {f} | "{CHARRNN}" eval --tsv - --checkpoint {trained_ckpt} '
                                       "| sort -t$'\\t' -k4,4gr | head -n 1 | cut -f7"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
