@@ -18,7 +18,8 @@ OPTIMIZERS = ("adam", "adagrad")
 DTYPES = ("float32", "float64")
 # Fields a resumed run may change (limits, cadences, step size). Every other field shapes
 # the model, the data or the trajectory, so `--resume` refuses a different value.
-MAY_CHANGE_ON_RESUME = ("lr", "clip", "max_steps", "epochs", "max_time", "eval_every", "save_every")
+MAY_CHANGE_ON_RESUME = ("lr", "clip", "max_steps", "epochs", "max_time", "eval_every", "save_every",
+                        "log_every")
 
 
 def _f(default, help, choices=None):
@@ -41,6 +42,7 @@ class Config:
     val_fraction: float = _f(0.05, "fraction of the corpus, taken from its end, held out for validation")
     eval_every: int = _f(200, "validate every this many updates")
     save_every: int = _f(200, "write latest.npz every this many updates")
+    log_every: int = _f(10, "write a row to metrics.jsonl every this many updates")
     seed: int = _f(0, "random seed for initialisation and sampling of the run")
     dtype: str = _f("float32", "float32, or float64 for exact checks", DTYPES)
 
@@ -58,7 +60,7 @@ class Config:
             value = getattr(self, f.name)
             if isinstance(value, float) and value != value:
                 raise ConfigError(f"{f.name}: must be a number, got nan")
-        positive_ints = ("hidden_size", "batch_size", "seq_len", "eval_every", "save_every")
+        positive_ints = ("hidden_size", "batch_size", "seq_len", "eval_every", "save_every", "log_every")
         for name in positive_ints:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")

@@ -22,6 +22,7 @@ from .config import Config
 from .data import Corpus, Streams, load_corpus, split
 from .errors import CharRNNError, CheckpointError, DivergenceError
 from .evaluate import score_ids
+from .metrics import FILENAME as METRICS_FILE, MetricsRecorder
 from .model import Model
 from .resume import RunState, check_same_run, load_latest
 from .vocab import Vocab
@@ -63,7 +64,7 @@ def text_hash(text: str) -> str:
 
 def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[str] = None,
           callback: Optional[Callable[[dict], None]] = None, force: bool = False,
-          resume: bool = False) -> Result:
+          resume: bool = False, metrics: bool = True) -> Result:
     """Train a model on corpus (a path, '-' or a list of them) or on `text`.
 
     Checkpoints go to out/latest.npz (every save_every steps and at the end) and
@@ -73,8 +74,11 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
     resume=True continues the run in out/latest.npz exactly where it stopped (see
     `charrnn.resume`); it must be the same corpus and the same config, except for the
     fields in `config.MAY_CHANGE_ON_RESUME`. Limits count from the start of the run.
+
+    With metrics=True, out/metrics.jsonl gets a row every config.log_every steps (metrics.py).
     """
-    emit = callback or (lambda event: None)
+    recorder = MetricsRecorder(os.path.join(out, METRICS_FILE), config.log_every) if metrics else None
+    emit = _fan_out([c for c in (callback, recorder) if c is not None])
     if text is not None:
         if not text:
             raise CharRNNError("the corpus is empty")
@@ -236,6 +240,14 @@ def _best_seen(best: str, restored: Optional[float]) -> Optional[float]:
     if not isinstance(val, (int, float)) or isinstance(val, bool):
         return restored
     return val if restored is None else min(val, restored)
+
+
+def _fan_out(callbacks: list) -> Callable[[dict], None]:
+    def emit(event: dict) -> None:
+        for cb in callbacks:
+            cb(event)
+
+    return emit
 
 
 def validate(model: Model, val_ids: np.ndarray) -> float:
