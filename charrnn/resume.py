@@ -75,8 +75,8 @@ class RunState:
             raise bad(f"its loss history does not cover its {step} steps")
         if vals is None or vals.ndim != 2 or vals.shape[1] != 2:
             raise bad("its validation history is malformed")
-        if len(ck.state) != len(model.layers) or any(
-                h.shape != (config.batch_size, config.hidden_size) for h in ck.state):
+        zero = model.zero_state(config.batch_size)  # per layer h, or (h, c) for an LSTM
+        if len(ck.state) != len(zero) or any(_shapes(a) != _shapes(b) for a, b in zip(ck.state, zero)):
             raise bad("its carried hidden state does not match the model's layers and batch size")
         try:
             opt.load_state_dict(ck.optim)
@@ -97,7 +97,8 @@ class RunState:
         self.best_val = meta.get("best_val_loss")
         self.losses = losses.tolist()
         self.val_history = [(int(s), float(v)) for s, v in vals]
-        self.hidden = [np.ascontiguousarray(h, dtype=model.dtype) for h in ck.state]
+        self.hidden = [tuple(_array(a, model.dtype) for a in s) if isinstance(s, tuple) else _array(s, model.dtype)
+                       for s in ck.state]
 
 
 def load_latest(out: str):
@@ -135,6 +136,14 @@ def check_same_run(ck, config: Config, corpus_sha256: str) -> None:
                 f"cannot resume from {where}: {f.name} is {then!r} there but {now!r} here; "
                 f"drop {flag} (or set it to {then!r}), or train into a new --out"
             )
+
+
+def _shapes(s):
+    return tuple(a.shape for a in s) if isinstance(s, tuple) else s.shape
+
+
+def _array(a, dtype):
+    return np.ascontiguousarray(a, dtype=dtype)
 
 
 def _is_int(x) -> bool:

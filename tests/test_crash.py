@@ -23,7 +23,7 @@ from charrnn.train import train, validate
 from conftest import TINY_TEXT, tiny_config
 
 KILLS = 12
-TOTAL = 1500  # more updates than the killed processes get through
+FOREVER = 10**9  # the killed processes never reach their limit; the last resume sets the real one
 FLAGS = ["--hidden-size", "16", "--batch-size", "4", "--seq-len", "16", "--lr", "0.01", "--seed", "0",
          "--eval-every", "3", "-q"]
 
@@ -44,7 +44,7 @@ def test_kill_9_at_random_moments_loses_nothing(tmp_path, tiny_corpus):
     exe = os.path.join(os.path.dirname(sys.executable), "charrnn")
     out = str(tmp_path / "run")
     rng = random.Random(5)
-    args = [exe, "train", tiny_corpus, "--out", out, "--max-steps", str(TOTAL), "--save-every", "1", *FLAGS]
+    args = [exe, "train", tiny_corpus, "--out", out, "--max-steps", str(FOREVER), "--save-every", "1", *FLAGS]
     steps_seen, during_save, stale_left = [], 0, 0
     for trial in range(KILLS):
         resume = trial > 0
@@ -83,13 +83,15 @@ def test_kill_9_at_random_moments_loses_nothing(tmp_path, tiny_corpus):
     assert steps_seen == sorted(steps_seen) and steps_seen[-1] > steps_seen[0], steps_seen
     assert during_save >= KILLS // 4, f"only {during_save} kills landed during a save"
 
-    # Finish the run (checkpoint cadence may change on resume; the trajectory does not).
-    done = subprocess.run(args[:-1] + ["--save-every", "1000", "--resume"], capture_output=True, text=True,
-                          timeout=300)
+    # Finish the run 50 updates on (limits and checkpoint cadence may change on resume; the
+    # trajectory does not), and train the same number of updates without a break.
+    total = steps_seen[-1] + 50
+    done = subprocess.run(args[:-1] + ["--max-steps", str(total), "--save-every", "1000", "--resume"],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert not [n for n in os.listdir(out) if n.startswith(ckpt.TMP_PREFIX)]
     ref_dir = str(tmp_path / "ref")
-    config = tiny_config(max_steps=TOTAL, eval_every=3, save_every=1000)
+    config = tiny_config(max_steps=total, eval_every=3, save_every=1000)
     train(config, text=TINY_TEXT, out=ref_dir)
     got, want = ckpt.load(os.path.join(out, "latest.npz")), ckpt.load(os.path.join(ref_dir, "latest.npz"))
     for k in want.params:
