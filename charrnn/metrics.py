@@ -54,9 +54,11 @@ class MetricsRecorder:
                 self._pending["val_loss"] = _round(event["val_loss"])
             if event.get("best"):  # best.npz was written
                 self._open()
-        elif kind == "save":
+        elif kind in ("saving", "save"):
+            # Rows up to a checkpoint are on disk before it: a kill between the two leaves
+            # rows past the checkpoint, which a resume drops, never a checkpoint past its rows.
             self._open()
-            self._flush()  # rows up to a checkpoint are on disk with it
+            self._flush()
         elif kind == "done":
             if self._pending is None and self._losses and self._last is not None:
                 self._pending = self._row(self._last)

@@ -1,7 +1,8 @@
 """The training loop: truncated BPTT over B streams, clipping, an optimizer, checkpoints.
 
 It knows nothing about printing: it reports through `callback(event)`, a dict with a
-"kind" of "info", "step", "eval", "save" or "done"; the CLI turns those into a progress bar.
+"kind" of "info", "start", "step", "eval", "saving" (latest.npz is about to be written),
+"save" (it was) or "done"; the CLI turns those into a progress bar and metrics.jsonl.
 """
 from __future__ import annotations
 
@@ -150,6 +151,8 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
                                       f"lower the learning rate (--lr {config.lr:g}); {_kept(latest, best)}")
         now = RunState(step, chunk, time.perf_counter() - start, train_loss, val_loss, best_val,
                        losses, val_history, state, run.rngs)
+        if path == latest:
+            emit({"kind": "saving", "path": latest, "step": step})
         meta, history = now.export()
         meta = {**meta_base, **meta, "epoch": step / streams.chunks_per_epoch}
         ckpt.save(path, model.params, vocab, meta, opt.state_dict(), state, history)

@@ -167,3 +167,22 @@ def test_the_cli_turns_an_abort_into_exit_130_without_a_traceback(tiny_corpus, t
     result = CliRunner().invoke(main, ["train", tiny_corpus, "--out", str(tmp_path / "run")])
     assert result.exit_code == 130
     assert result.stderr.strip() == "charrnn: interrupted"
+
+
+def test_metrics_rows_reach_the_disk_before_their_checkpoint(tmp_path, monkeypatch):
+    """So a kill between the two can leave rows past latest.npz (a resume drops them), never a
+    latest.npz past its rows (their loss would be missing from metrics.jsonl for good)."""
+    from charrnn.metrics import read
+
+    out = str(tmp_path / "run")
+    real_save, seen = ckpt.save, []
+
+    def checking_save(path, params, vocab, meta, *args, **kwargs):
+        if path.endswith("latest.npz"):
+            seen.append(meta["step"])
+            assert read(out)[-1]["step"] == meta["step"]
+        return real_save(path, params, vocab, meta, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "save", checking_save)
+    train(tiny_config(max_steps=9, save_every=3, eval_every=2, log_every=1), text=TINY_TEXT, out=out)
+    assert seen == [3, 6, 9]
