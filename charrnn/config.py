@@ -62,6 +62,7 @@ class Config:
     def validate(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
+            _check_type(f, value)
             choices = f.metadata.get("choices")
             if choices and value not in choices:
                 raise ConfigError(f"{f.name}: {value!r} is not one of {', '.join(choices)}")
@@ -121,6 +122,16 @@ def field_type(f: dataclasses.Field) -> type:
         if t.__name__ in text:
             return t
     raise TypeError(f"unsupported config field type {text}")
+
+
+def _check_type(f: dataclasses.Field, value: Any) -> None:
+    # Config(...) built in Python gets the same named error as a YAML file, not a TypeError.
+    if value is None and "Optional" in str(f.type):
+        return
+    t = field_type(f)
+    allowed = (int, float) if t is float else t
+    if isinstance(value, bool) or not isinstance(value, allowed):
+        raise ConfigError(f"{f.name}: expected {t.__name__}, got {type(value).__name__} {value!r}")
 
 
 def _coerce(name: str, f: dataclasses.Field, value: Any) -> Any:

@@ -39,7 +39,11 @@ def score_ids(model, ids: np.ndarray, streams: int = 1) -> Score:
         t2, c2, _ = model.loss_sum(np.asarray(rest)[None, :], model.zero_state(1))
         total, count = total + t2, count + c2
     loss = total / count
-    return Score(loss, loss / math.log(2), math.exp(loss), count)
+    try:
+        perplexity = math.exp(loss)
+    except OverflowError:  # a diverged model's loss can pass 709 nats
+        perplexity = math.inf
+    return Score(loss, loss / math.log(2), perplexity, count)
 
 
 def evaluate(checkpoint, text: str) -> Score:

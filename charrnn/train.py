@@ -128,9 +128,15 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
 
     def save_latest():
         ckpt.save(latest, model.params, vocab, meta(), opt.state_dict(), state)
+        if best_val is None and os.path.exists(best):
+            # An earlier run's best.npz (kept until now, as --force allowed overwriting it):
+            # sample and eval prefer best.npz, so it must not outlive this run's latest.npz.
+            os.unlink(best)
         emit({"kind": "save", "path": latest, "step": step})
 
-    with _stop_signals() as stop:
+    # Overflow and NaN are caught by the explicit check below, which names the step and the
+    # remedy; numpy's own warnings would only add lines of noise on the user's stderr.
+    with _stop_signals() as stop, np.errstate(over="ignore", invalid="ignore"):
         while True:
             if chunk == streams.chunks_per_epoch:  # a new epoch starts from the streams' beginning
                 chunk = 0
