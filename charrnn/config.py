@@ -73,6 +73,8 @@ class Config:
                 raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ConfigError(f"lr: must be positive, got {self.lr}")
+        if self.cell != "elman" and self.activation != "tanh":
+            raise ConfigError(f"activation: {self.activation!r} applies to the Elman cell only, not {self.cell!r}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout: must be in [0, 1), got {self.dropout}")
         if not 0 <= self.momentum < 1:

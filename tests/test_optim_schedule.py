@@ -90,8 +90,9 @@ def test_cosine_schedule_runs_from_lr_to_lr_min_over_the_run():
 @pytest.mark.parametrize("bad", [dict(dropout=1.0), dict(dropout=-0.1), dict(layers=0), dict(momentum=1.0),
                                  dict(weight_decay=-1.0), dict(patience=0), dict(lr_decay=0.0),
                                  dict(lr_min=1.0, lr=0.1), dict(warmup_steps=-1), dict(cell="transformer"),
-                                 dict(clip_mode="both"), dict(lr_schedule="linear")])
+                                 dict(clip_mode="both"), dict(lr_schedule="linear"),
+                                 dict(activation="relu", cell="lstm")])
 def test_new_options_are_validated_by_name(bad):
     with pytest.raises(ConfigError) as info:
         Config(**bad)
-    assert next(iter(bad if len(bad) == 1 else {k: 0 for k in bad if k != "lr"})) in str(info.value)
+    assert next(iter(bad if len(bad) == 1 else {k: 0 for k in bad if k not in ("lr", "cell")})) in str(info.value)
