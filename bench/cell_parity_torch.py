@@ -6,8 +6,13 @@ Run with a Python that has torch (never a charrnn dependency):
 Prints the two losses per cell; they agree to float64 rounding. Our LSTM gate order i, f, o, g is
 permuted to torch's i, f, g, o; our GRU's b_hn is torch's bias_hh_l*[2H:].
 """
-import sys, numpy as np, torch
-sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.dirname(__import__("os").path.abspath(__file__))))
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's charrnn
 from charrnn.model import Model
 V, H, T, B = 7, 5, 6, 3
 rng = np.random.default_rng(0)
