@@ -148,3 +148,13 @@ def test_cli_takes_the_new_flags_and_fine_tunes(tmp_path, tiny_corpus, trained_c
     assert r.exit_code == 1 and "missing.npz" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(main, ["train", str(new), "--cell", "rnn"])
     assert r.exit_code == 2
+
+
+@pytest.mark.parametrize("cell", ["elman", "lstm"])
+def test_five_minute_configs_name_their_cell_and_budget(cell):
+    from charrnn.config import resolve
+
+    from conftest import CONFIGS
+
+    c = resolve(os.path.join(CONFIGS, f"shakespeare-{cell}.yaml"))
+    assert c.cell == cell and c.max_time == 300 and c.val_fraction == 0.05 and c.lr_schedule == "cosine"
