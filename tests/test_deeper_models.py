@@ -150,7 +150,7 @@ def test_cli_takes_the_new_flags_and_fine_tunes(tmp_path, tiny_corpus, trained_c
     assert r.exit_code == 2
 
 
-@pytest.mark.parametrize("cell", ["elman", "lstm"])
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
 def test_five_minute_configs_name_their_cell_and_budget(cell):
     from charrnn.config import resolve
 
