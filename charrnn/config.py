@@ -53,6 +53,7 @@ class Config:
     val_fraction: float = _f(0.05, "fraction of the corpus, taken from its end, held out for validation")
     eval_every: int = _f(200, "validate every this many updates")
     save_every: int = _f(200, "write latest.npz every this many updates")
+    log_every: int = _f(10, "write a row to metrics.jsonl every this many updates")
     seed: int = _f(0, "random seed for initialisation and sampling of the run")
     dtype: str = _f("float32", "float32, or float64 for exact checks", DTYPES)
 
@@ -66,8 +67,8 @@ class Config:
             choices = f.metadata.get("choices")
             if choices and value not in choices:
                 raise ConfigError(f"{f.name}: {value!r} is not one of {', '.join(choices)}")
-        positive_ints = ("hidden_size", "batch_size", "seq_len", "eval_every", "save_every", "layers",
-                         "lr_decay_every")
+        positive_ints = ("hidden_size", "batch_size", "seq_len", "eval_every", "save_every", "log_every",
+                         "layers", "lr_decay_every")
         for name in positive_ints:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")

@@ -206,11 +206,42 @@ class Model:
             h = layer.output(s)
         return h @ self.params["W_hy"] + self.params["b_y"], new_state
 
+    def run(self, x: np.ndarray, state: list) -> tuple[np.ndarray, list]:
+        """Inference over ids x (T, B): the top layer's h_1..h_T (T, B, H) and the state after.
+
+        No loss and nothing kept for a backward pass; the returned array is a reused buffer,
+        valid until the next run or forward.
+        """
+        h = x
+        new_state = []
+        for layer, s0 in zip(self.layers, state):
+            h = layer.forward(self.params, h, s0)
+            new_state.append(layer.final_state())
+        return h, new_state
+
+    def position_losses(self, x: np.ndarray, y: np.ndarray, state: list) -> tuple[np.ndarray, list]:
+        """-log p(y_t | x_1..x_t) for every position: (T, B) float64 nats, and the state after.
+
+        What `forward` averages, kept per position (for per-line scores); the training path
+        does not go through here.
+        """
+        T, B = x.shape
+        h, new_state = self.run(x, state)
+        logits = self._logits_buffer(T * B)
+        np.matmul(h.reshape(T * B, self.H), self.params["W_hy"], out=logits)  # (T*B, V)
+        logits += self.params["b_y"]
+        return softmax_nll(logits, y.reshape(-1)).reshape(T, B), new_state
+
     def flops_per_char(self) -> int:
         """Training FLOPs per character: forward and the two backward products, one-hot as a gather."""
         H, V, L = self.H, self.V, self.L
         G = {"elman": 1, "lstm": 4, "gru": 3}[self.cell]
         return 6 * (G * L * H * H + G * (L - 1) * H * H + H * V)
+
+
+def map_state(fn, state: list) -> list:
+    """Apply fn to every array of a per-layer state, keeping an LSTM layer's (h, c) a pair."""
+    return [tuple(fn(a) for a in s) if isinstance(s, tuple) else fn(s) for s in state]
 
 
 def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray) -> float:
@@ -224,3 +255,12 @@ def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray) -> float:
     loss = float(np.mean(np.log(sums) - target_logit))
     logits /= sums.astype(logits.dtype)[:, None]
     return loss
+
+
+def softmax_nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """-log softmax(logits)[target] per row, float64 (N,); logits (N, V) are overwritten."""
+    rows = np.arange(logits.shape[0])
+    logits -= logits.max(axis=1, keepdims=True)
+    target_logit = logits[rows, targets].astype(np.float64)
+    np.exp(logits, out=logits)
+    return np.log(logits.sum(axis=1, dtype=np.float64)) - target_logit

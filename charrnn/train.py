@@ -22,6 +22,7 @@ from .config import Config
 from .data import Corpus, Streams, load_corpus, split
 from .errors import CharRNNError, DivergenceError
 from .evaluate import score_ids
+from .metrics import FILENAME as METRICS_FILE, MetricsRecorder
 from .model import Model
 from .vocab import Vocab
 
@@ -59,14 +60,17 @@ def text_hash(text: str) -> str:
 
 
 def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[str] = None,
-          callback: Optional[Callable[[dict], None]] = None, force: bool = False) -> Result:
+          callback: Optional[Callable[[dict], None]] = None, force: bool = False,
+          metrics: bool = True) -> Result:
     """Train a model on corpus (a path, '-' or a list of them) or on `text`.
 
     Checkpoints go to out/latest.npz (every save_every steps and at the end) and
     out/best.npz (whenever validation loss improves). A directory holding another run's
     checkpoints is refused unless force=True, so no trained model is lost by accident.
+    With metrics=True, out/metrics.jsonl gets a row every config.log_every steps (metrics.py).
     """
-    emit = callback or (lambda event: None)
+    recorder = MetricsRecorder(os.path.join(out, METRICS_FILE), config.log_every) if metrics else None
+    emit = _fan_out([c for c in (callback, recorder) if c is not None])
     if text is not None:
         if not text:
             raise CharRNNError("the corpus is empty")
@@ -193,6 +197,14 @@ def _progress(step: int, max_steps: Optional[int], elapsed: float, config: Confi
     by_steps = step / max_steps if max_steps else 0.0
     by_time = elapsed / config.max_time if config.max_time else 0.0
     return min(1.0, max(by_steps, by_time))
+
+
+def _fan_out(callbacks: list) -> Callable[[dict], None]:
+    def emit(event: dict) -> None:
+        for cb in callbacks:
+            cb(event)
+
+    return emit
 
 
 def validate(model: Model, val_ids: np.ndarray) -> float:

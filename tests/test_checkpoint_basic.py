@@ -101,7 +101,7 @@ def test_find_falls_back_to_latest(tmp_path):
 
 
 def test_no_temporary_files_left(trained_dir):
-    assert sorted(os.listdir(trained_dir)) == ["best.npz", "latest.npz"]
+    assert sorted(os.listdir(trained_dir)) == ["best.npz", "latest.npz", "metrics.jsonl"]
 
 
 def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
@@ -153,4 +153,4 @@ def test_force_leaves_no_best_of_an_earlier_run(tmp_path):
     train(tiny_config(max_steps=5, val_fraction=0), text=new_text, out=out, force=True)
     found = ckpt.load(ckpt.find(out))
     assert found.vocab == Vocab.from_text(new_text)
-    assert sorted(os.listdir(out)) == ["latest.npz"]
+    assert sorted(os.listdir(out)) == ["latest.npz", "metrics.jsonl"]

@@ -44,7 +44,7 @@ def test_train_sample_eval_in_a_fresh_directory(tmp_path, tiny_corpus, monkeypat
     assert result.stdout == ""  # progress and summary go to stderr
     summary = result.stderr.strip().splitlines()[-1]
     assert summary.startswith("done: 40 steps") and "chars/s" in summary and "val loss" in summary
-    assert sorted(os.listdir("checkpoints")) == ["best.npz", "latest.npz"]
+    assert sorted(os.listdir("checkpoints")) == ["best.npz", "latest.npz", "metrics.jsonl"]
 
     result = ok(runner.invoke(main, ["sample", "--length", "50", "--seed", "1"]))
     assert len(result.stdout) == 51 and result.stdout.endswith("\n")
@@ -116,11 +116,14 @@ def test_prime_changes_what_follows(trained_ckpt):
 
 def test_top_k_draws_only_from_the_k_likeliest():
     rng = np.random.default_rng(0)
-    logits = rng.normal(size=12)
+    logits = rng.normal(size=12).astype(np.float32)
     top3 = set(np.argsort(logits)[-3:].tolist())
-    draws = {_draw(logits, 2.0, 3, rng, 12) for _ in range(300)}
-    assert draws == top3  # all three appear, nothing else does
-    assert len({_draw(logits, 2.0, None, rng, 12) for _ in range(300)}) > 3
+    rows = np.tile(logits, (300, 1))  # 300 streams drawing at once
+    z, cdf = np.empty_like(rows), np.empty_like(rows)
+    for tri in (None, np.triu(np.ones((12, 12), np.float32))):
+        draws = set(_draw(rows, 2.0, 3, rng.random(300), tri, z, cdf).tolist())
+        assert draws == top3  # all three appear, nothing else does
+        assert len(set(_draw(rows, 2.0, None, rng.random(300), tri, z, cdf).tolist())) > 3
 
 
 def test_eval_json_fields(trained_ckpt, tiny_corpus):
