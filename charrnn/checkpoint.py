@@ -9,6 +9,7 @@ Layout (all plain arrays; read with np.load(path, allow_pickle=False)):
                       rng (bit-generator state of each random generator training uses)
     optim/<slot>/<n>  optimizer state (Adam m and v, Adagrad mem), same shapes as params
     state/h.<l>       hidden state carried into the next chunk, layer l, (B, H)
+    state/c.<l>       the LSTM's cell state carried with it, layer l, (B, H)
     history/<name>    float64 run history: train_loss (steps,), val_loss (validations, 2)
                       as (step, loss) rows
 
@@ -73,8 +74,11 @@ def save(path: str, params: dict, vocab, meta: dict, optim: Optional[dict] = Non
     for k, v in optim.items():
         if k not in scalars:
             arrays[f"optim/{k}"] = np.asarray(v)
-    for i, h in enumerate(state or []):
+    for i, s in enumerate(state or []):
+        h, c = s if isinstance(s, tuple) else (s, None)  # an LSTM layer's state is (h, c)
         arrays[f"state/h.{i}"] = np.asarray(h)
+        if c is not None:
+            arrays[f"state/c.{i}"] = np.asarray(c)
     for k, v in (history or {}).items():
         arrays[f"history/{k}"] = np.asarray(v)
     directory = os.path.dirname(os.path.abspath(path))
@@ -250,18 +254,26 @@ def _validate(path: str, arrays: dict) -> Checkpoint:
     optim.update(scalars)
 
     state_arrays = _group(arrays, "state/")
-    names = [f"h.{i}" for i in range(len(model.layers))]
+    names = [f"{kind}.{i}" for i in range(len(model.layers)) for kind in ("h", "c")]
     if set(state_arrays) - set(names):
         raise bad(f"unexpected hidden state 'state/{sorted(set(state_arrays) - set(names))[0]}'")
     state = []
-    for name in names:
-        h = state_arrays.get(name)
+    for i in range(len(model.layers)):
+        h, c = state_arrays.get(f"h.{i}"), state_arrays.get(f"c.{i}")
         if h is None:
             break
-        if h.ndim != 2 or h.shape[1] != config.hidden_size:
-            raise bad(f"hidden state 'state/{name}' has shape {h.shape}, expected (batch, {config.hidden_size})")
-        _check_floats(bad, f"hidden state 'state/{name}'", h, dtype)
-        state.append(h)
+        for name, a in ((f"h.{i}", h), (f"c.{i}", c)):
+            if a is None:
+                continue
+            if a.ndim != 2 or a.shape[1] != config.hidden_size:
+                raise bad(f"hidden state 'state/{name}' has shape {a.shape}, expected (batch, {config.hidden_size})")
+            _check_floats(bad, f"hidden state 'state/{name}'", a, dtype)
+        if config.cell == "lstm":
+            if c is None or c.shape != h.shape:
+                raise bad(f"LSTM state 'state/h.{i}' has no matching 'state/c.{i}'")
+            state.append((h, c))
+        else:
+            state.append(h)
 
     history = _group(arrays, "history/")
     for k, a in history.items():

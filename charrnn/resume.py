@@ -29,6 +29,8 @@ class RunState:
     train_loss: Optional[float] = None
     val_loss: Optional[float] = None
     best_val: Optional[float] = None
+    stale: int = 0  # scheduled validations since the best of them, for --patience
+    patience_best: Optional[float] = None  # the best of them
     losses: list = field(default_factory=list)  # train loss of every update, in order
     val_history: list = field(default_factory=list)  # (step, val loss) of every validation
     hidden: list = field(default_factory=list)  # carried hidden state per layer, (B, H)
@@ -38,7 +40,8 @@ class RunState:
         """(meta entries, history arrays) to store in a checkpoint."""
         meta = {"step": self.step, "chunk": self.chunk, "elapsed": self.elapsed,
                 "train_loss": self.train_loss, "val_loss": self.val_loss,
-                "best_val_loss": self.best_val,
+                "best_val_loss": self.best_val, "stale": self.stale,
+                "patience_best": self.patience_best,
                 "rng": {name: g.bit_generator.state for name, g in self.rngs.items()}}
         history = {"train_loss": np.asarray(self.losses, dtype=np.float64),
                    "val_loss": np.asarray(self.val_history, dtype=np.float64).reshape(-1, 2)}
@@ -66,7 +69,7 @@ class RunState:
         elapsed = meta.get("elapsed", 0.0)
         if not _is_number(elapsed) or not np.isfinite(elapsed) or elapsed < 0:
             raise bad("its elapsed time is invalid")
-        for key in ("train_loss", "val_loss", "best_val_loss"):
+        for key in ("train_loss", "val_loss", "best_val_loss", "patience_best"):
             if meta.get(key) is not None and not _is_number(meta[key]):
                 raise bad(f"{key} is not a number")
         losses = ck.history.get("train_loss")
@@ -75,8 +78,12 @@ class RunState:
             raise bad(f"its loss history does not cover its {step} steps")
         if vals is None or vals.ndim != 2 or vals.shape[1] != 2:
             raise bad("its validation history is malformed")
-        zero = model.zero_state(config.batch_size)  # per layer h, or (h, c) for an LSTM
-        if len(ck.state) != len(zero) or any(_shapes(a) != _shapes(b) for a, b in zip(ck.state, zero)):
+        stale = meta.get("stale", 0)
+        if not _is_int(stale) or stale < 0:
+            raise bad("its count of validations without improvement ('stale') is invalid")
+        # Per layer h (B, H), or (h, c) for an LSTM: the structure of a batch-1 zero state.
+        B, zero = config.batch_size, model.zero_state(1)
+        if len(ck.state) != len(zero) or any(_shapes(a) != _shapes(b, B) for a, b in zip(ck.state, zero)):
             raise bad("its carried hidden state does not match the model's layers and batch size")
         try:
             opt.load_state_dict(ck.optim)
@@ -97,6 +104,7 @@ class RunState:
         self.best_val = meta.get("best_val_loss")
         self.losses = losses.tolist()
         self.val_history = [(int(s), float(v)) for s, v in vals]
+        self.stale, self.patience_best = stale, meta.get("patience_best")
         self.hidden = [tuple(_array(a, model.dtype) for a in s) if isinstance(s, tuple) else _array(s, model.dtype)
                        for s in ck.state]
 
@@ -138,8 +146,11 @@ def check_same_run(ck, config: Config, corpus_sha256: str) -> None:
             )
 
 
-def _shapes(s):
-    return tuple(a.shape for a in s) if isinstance(s, tuple) else s.shape
+def _shapes(s, batch=None):
+    """The shape of a layer's state, or of each part of it; with the batch size set to `batch`."""
+    def shape(a):
+        return a.shape if batch is None else (batch, *a.shape[1:])
+    return tuple(shape(a) for a in s) if isinstance(s, tuple) else shape(s)
 
 
 def _array(a, dtype):

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import checkpoint as ckpt
-from . import optim
+from . import finetune, optim
 from .config import Config
 from .data import Corpus, Streams, load_corpus, split
 from .errors import CharRNNError, CheckpointError, DivergenceError
@@ -26,7 +26,7 @@ from .evaluate import score_ids
 from .metrics import FILENAME as METRICS_FILE, MetricsRecorder
 from .model import Model
 from .resume import RunState, check_same_run, load_latest
-from .vocab import Vocab
+from .vocab import Vocab, id_dtype
 
 VAL_STREAM_CHARS = 2048  # validation runs the tail as streams of at least this many chars
 
@@ -90,19 +90,27 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
     else:
         raise CharRNNError("no corpus given")
     vocab, ids = corpus_data.vocab, corpus_data.ids
-    data = split(ids, config.val_fraction, config.batch_size, config.seq_len)
-    streams = Streams(data.train, config.batch_size, config.seq_len)
     latest, best = os.path.join(out, "latest.npz"), os.path.join(out, "best.npz")
+    start_from = None
     if resume:
         saved = load_latest(out)
         check_same_run(saved, config, corpus_data.sha256)
-    else:
+        # The run's vocabulary: the corpus's, or a larger one if it was fine-tuned (--init-from).
+        vocab, ids = saved.vocab, recode(ids, vocab, saved.vocab)
+    elif config.init_from:
+        start_from = finetune.start(config, vocab, ids)
+        config, vocab, ids = start_from.config, start_from.vocab, start_from.ids
+    data = split(ids, config.val_fraction, config.batch_size, config.seq_len)
+    streams = Streams(data.train, config.batch_size, config.seq_len)
+    if not resume:
         _check_out_dir(out, force)
     try:  # now, not at the first save: a bad --out should not cost a training run
         os.makedirs(out, exist_ok=True)
     except OSError as exc:
         raise CharRNNError(f"cannot create --out {out}: {exc.strerror or exc}") from None
     ckpt.clean_stale(out)
+    if start_from is not None:
+        emit({"kind": "info", "message": start_from.message, "added": start_from.added})
     if data.note:
         emit({"kind": "info", "message": data.note})
 
@@ -114,10 +122,16 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
         max_steps = streams.chunks_per_epoch
         emit({"kind": "info", "message": "no --max-steps, --epochs or --max-time: training one epoch"})
 
-    model = Model.from_config(config, len(vocab)).init(config.seed)
-    opt = optim.make(config.optimizer, model.params, config.lr)
+    if start_from is not None:
+        model = start_from.model
+    else:
+        model = Model.from_config(config, len(vocab)).init(config.seed)
+    # Dropout's masks come from their own generator, so changing dropout leaves the
+    # initialisation alone; its state is model.rng.bit_generator.state.
+    model.rng = np.random.default_rng([config.seed, 1])
+    opt = optim.from_config(config, model.params)
     state = model.zero_state(config.batch_size)
-    run = RunState(hidden=state)  # plus every random generator the loop draws from, in run.rngs
+    run = RunState(hidden=state, rngs={"dropout": model.rng})  # every generator the loop draws from
     if resume:
         run.restore(saved, config, model, opt, streams.chunks_per_epoch)
         run.best_val = _best_seen(best, run.best_val)
@@ -134,6 +148,7 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
     step, chunk, state = run.step, run.chunk, run.hidden
     train_loss, val_loss, best_val = run.train_loss, run.val_loss, run.best_val
     losses, val_history = run.losses, run.val_history  # the run's history, appended to below
+    stale, patience_best = run.stale, run.patience_best  # for --patience
     chars_per_step = config.batch_size * config.seq_len
     first_step, before = step, run.elapsed  # where this session starts; time of earlier ones
     start = time.perf_counter() - before  # so elapsed counts the whole run, across resumes
@@ -149,8 +164,9 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
             if not np.all(np.isfinite(p)):
                 raise DivergenceError(f"training diverged at step {step}: parameter {k} is not finite; "
                                       f"lower the learning rate (--lr {config.lr:g}); {_kept(latest, best)}")
-        now = RunState(step, chunk, time.perf_counter() - start, train_loss, val_loss, best_val,
-                       losses, val_history, state, run.rngs)
+        now = RunState(step=step, chunk=chunk, elapsed=time.perf_counter() - start, train_loss=train_loss,
+                       val_loss=val_loss, best_val=best_val, stale=stale, patience_best=patience_best,
+                       losses=losses, val_history=val_history, hidden=state, rngs=run.rngs)
         if path == latest:
             emit({"kind": "saving", "path": latest, "step": step})
         meta, history = now.export()
@@ -186,9 +202,9 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
                 chunk = 0
                 state = model.zero_state(config.batch_size)
             x, y = streams.chunk(chunk)
-            loss, new_state = model.forward(x, y, state)
+            loss, new_state = model.forward(x, y, state, train=True)
             grads = model.backward()
-            norm, clipped = optim.clip_by_global_norm(grads, config.clip)
+            norm, clipped = optim.clip(grads, config.clip, config.clip_mode)
             if not (math.isfinite(loss) and math.isfinite(norm)):
                 what = "loss" if not math.isfinite(loss) else "gradient norm"
                 clip = f"the clip (--clip {config.clip:g})" if config.clip else "turn clipping on (--clip 5)"
@@ -196,6 +212,7 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
                     f"training diverged at step {step + 1}: the {what} is not finite; "
                     f"lower the learning rate (--lr {config.lr:g}) or {clip}; {_kept(latest, best)}"
                 )
+            opt.lr = optim.lr_at(config, step + 1, _progress(step, max_steps, time.perf_counter() - start, config))
             opt.step(model.params, grads)
             state, chunk, step = new_state, chunk + 1, step + 1
             train_loss = loss
@@ -217,6 +234,17 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
                     best_val = val_loss
                     save(best)
                 emit({"kind": "eval", "step": step, "val_loss": val_loss, "best": improved})
+                # Patience counts the scheduled validations only: the extra one at a stop (the
+                # end of a session, Ctrl-C) must not change when a resumed run stops early.
+                scheduled = step % config.eval_every == 0
+                if scheduled and (patience_best is None or val_loss < patience_best):
+                    patience_best, stale = val_loss, 0
+                elif scheduled:
+                    stale += 1
+                if config.patience is not None and stale >= config.patience and not done:
+                    emit({"kind": "info", "message": f"early stop at step {step}: no better validation loss "
+                                                     f"in {stale} validations (best {best_val:.4f})"})
+                    done = True
             if step % config.save_every == 0 or done or stop.signum:
                 save_latest()
             if stop.signum:
@@ -226,6 +254,14 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
     out_result = result(time.perf_counter() - start)
     emit({"kind": "done", "result": out_result})
     return out_result
+
+
+def recode(ids: np.ndarray, old: Vocab, new: Vocab) -> np.ndarray:
+    """ids in vocabulary `old` as ids in `new`, which must hold every character of `old`."""
+    if not np.all(np.isin(old.codepoints, new.codepoints)):
+        raise CheckpointError("the checkpoint's vocabulary lacks characters of the corpus")
+    lut = np.searchsorted(new.codepoints, old.codepoints).astype(id_dtype(len(new)))
+    return lut[ids]
 
 
 def _kept(latest: str, best: str) -> str:
@@ -251,6 +287,13 @@ def _fan_out(callbacks: list) -> Callable[[dict], None]:
             cb(event)
 
     return emit
+
+
+def _progress(step: int, max_steps: Optional[int], elapsed: float, config: Config) -> float:
+    """How far through the run update `step` is, in [0, 1]: by steps or by time, whichever is further."""
+    by_steps = step / max_steps if max_steps else 0.0
+    by_time = elapsed / config.max_time if config.max_time else 0.0
+    return min(1.0, max(by_steps, by_time))
 
 
 def validate(model: Model, val_ids: np.ndarray) -> float:

@@ -36,7 +36,8 @@ def arrays_of(path):
     ck = ckpt.load(path)
     out = {f"param/{k}": v for k, v in ck.params.items()}
     out.update({f"optim/{k}": np.asarray(v) for k, v in ck.optim.items()})
-    out.update({f"state/{i}": h for i, h in enumerate(ck.state)})
+    for i, s in enumerate(ck.state):  # h, or (h, c) for an LSTM
+        out.update({f"state/{i}.{j}": a for j, a in enumerate(s if isinstance(s, tuple) else (s,))})
     return out, ck
 
 
@@ -83,6 +84,60 @@ def test_stop_at_k_and_resume_is_bitwise_identical(tmp_path, straight, optimizer
         assert_same_run(ref_dir, out)
 
 
+@pytest.mark.parametrize("model", [
+    dict(cell="lstm", layers=2, dropout=0.3),
+    dict(cell="gru", layers=2, dropout=0.3, lr_schedule="cosine", warmup_steps=5),
+    dict(cell="elman", layers=2, dropout=0.2, optimizer="sgd", lr_schedule="step", lr_decay_every=9,
+         weight_decay=0.01, clip_mode="value", clip=0.5),
+], ids=["lstm-dropout", "gru-dropout-cosine", "elman-dropout-sgd-step-decay-clipvalue"])
+def test_resume_is_exact_for_every_cell_with_dropout_and_schedules(tmp_path, model):
+    """Dropout draws masks from a generator whose state the checkpoint carries; the LSTM
+    carries (h, c); schedules follow the restored step. The stop is a Ctrl-C, so the
+    interrupted command is the same (a cosine schedule depends on --max-steps)."""
+    ref_dir = str(tmp_path / "straight")
+    ref = train(cfg(**model), text=TINY_TEXT, out=ref_dir)
+    for k in (7, CHUNKS_PER_EPOCH):
+        out = str(tmp_path / f"k{k}")
+        with pytest.raises(Interrupted):
+            train(cfg(**model), text=TINY_TEXT, out=out, callback=ctrl_c_at(k))
+        result = train(cfg(**model), text=TINY_TEXT, out=out, resume=True)
+        assert result.losses == ref.losses, f"loss history differs after a stop at {k}"
+        assert_same_run(ref_dir, out)
+
+
+def test_early_stopping_is_the_same_with_a_stop_and_resume(tmp_path, monkeypatch):
+    """The validation a stop adds must not count towards --patience."""
+    import importlib
+
+    train_module = importlib.import_module("charrnn.train")
+    # A validation loss that depends only on the weights, and goes up and down.
+    monkeypatch.setattr(train_module, "validate", lambda model, ids: float(np.sin(1e3 * model.params["b_y"].sum())))
+    config = cfg(max_steps=200, eval_every=3, patience=2)
+    ref_dir = str(tmp_path / "straight")
+    ref = train(config, text=TINY_TEXT, out=ref_dir)
+    assert 6 <= ref.steps < 200  # it did stop early
+    for k in (4, ref.steps - 1):
+        out = str(tmp_path / f"k{k}")
+        train(config.replace(max_steps=k), text=TINY_TEXT, out=out)
+        result = train(config, text=TINY_TEXT, out=out, resume=True)
+        assert result.steps == ref.steps and result.losses == ref.losses
+        assert_same_run(ref_dir, out)
+
+
+def test_a_fine_tuned_run_resumes_exactly(tmp_path):
+    """--init-from widens the vocabulary; a resume continues in the run's vocabulary."""
+    base = str(tmp_path / "base")
+    train(cfg(max_steps=5), text=TINY_TEXT.replace("R", "r"), out=base)  # knows no 'R'
+    config = cfg(init_from=os.path.join(base, "latest.npz"))
+    ref_dir = str(tmp_path / "straight")
+    ref = train(config, text=TINY_TEXT, out=ref_dir)
+    out = str(tmp_path / "k")
+    train(config.replace(max_steps=11), text=TINY_TEXT, out=out)
+    result = train(config, text=TINY_TEXT, out=out, resume=True)
+    assert result.losses == ref.losses
+    assert_same_run(ref_dir, out)
+
+
 def test_resume_twice_in_a_row_is_still_exact(tmp_path, straight):
     ref_dir, ref = straight["adam"]
     out = str(tmp_path / "r")
@@ -91,6 +146,13 @@ def test_resume_twice_in_a_row_is_still_exact(tmp_path, straight):
     result = train(cfg(), text=TINY_TEXT, out=out, resume=True)
     assert result.losses == ref.losses
     assert_same_run(ref_dir, out)
+
+
+def ctrl_c_at(k):
+    def callback(event):
+        if event["kind"] == "step" and event["step"] == k:
+            os.kill(os.getpid(), signal.SIGINT)
+    return callback
 
 
 def test_sigint_stops_saves_and_resumes_exactly(tmp_path, straight):
