@@ -78,7 +78,7 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
         raise CharRNNError("no corpus given")
     vocab, ids = corpus_data.vocab, corpus_data.ids
     data = split(ids, config.val_fraction, config.batch_size, config.seq_len)
-    streams = Streams(data.train, config.batch_size, config.seq_len)
+    streams = Streams(data.train, config.batch_size, config.seq_len, config.tbptt_stride)
     latest, best = os.path.join(out, "latest.npz"), os.path.join(out, "best.npz")
     _check_out_dir(out, force)
     ckpt.clean_stale(out)
@@ -101,11 +101,12 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
                  "val_chars": 0 if data.val is None else int(len(data.val))}
     emit({"kind": "start", "vocab_size": len(vocab), "params": model.num_params(),
           "train_chars": len(data.train), "val_chars": meta_base["val_chars"],
-          "max_steps": max_steps, "chars_per_epoch": streams.chunks_per_epoch * streams.B * streams.T})
+          "max_steps": max_steps, "chars_per_epoch": streams.chunks_per_epoch * streams.B * streams.S})
 
     step, chunk = 0, 0
     train_loss = val_loss = best_val = None
-    chars_per_step = config.batch_size * config.seq_len
+    chars_per_step = config.batch_size * streams.S  # characters the streams advance per update
+    n_updates = n_clipped = 0  # this session's updates, and those whose gradient was clipped
     start = time.perf_counter()
 
     def meta(extra=None):
@@ -123,7 +124,7 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
                 chunk = 0
                 state = model.zero_state(config.batch_size)
             x, y = streams.chunk(chunk)
-            loss, new_state = model.forward(x, y, state)
+            loss, new_state = model.forward(x, y, state, advance=streams.S)
             grads = model.backward()
             norm, clipped = optim.clip_by_global_norm(grads, config.clip)
             if not (math.isfinite(loss) and math.isfinite(norm)):
@@ -135,12 +136,13 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
                 )
             opt.step(model.params, grads)
             state, chunk, step = new_state, chunk + 1, step + 1
+            n_updates, n_clipped = n_updates + 1, n_clipped + clipped
             train_loss = loss
             elapsed = time.perf_counter() - start
             done = (max_steps is not None and step >= max_steps) or (
                 config.max_time is not None and elapsed >= config.max_time)
             emit({"kind": "step", "step": step, "epoch": step / streams.chunks_per_epoch, "loss": loss,
-                  "grad_norm": norm, "clipped": clipped, "lr": opt.lr,
+                  "grad_norm": norm, "clipped": clipped, "clip_fraction": n_clipped / n_updates, "lr": opt.lr,
                   "chars_per_sec": step * chars_per_step / elapsed, "elapsed": elapsed})
             if data.val is not None and (step % config.eval_every == 0 or done or stop.signum):
                 val_loss = validate(model, data.val)
