@@ -157,6 +157,50 @@ def bench(config_file, hidden_size, batch_size, seq_len, vocab_size, seconds, as
         click.echo(f"{a:<{width}}  {b}")
 
 
+@main.command()
+@click.argument("file")
+@click.option("--checkpoint", type=click.Path(), help=f"Checkpoint file [default: {DEFAULT_DIR}/best.npz, else latest.npz].")
+@click.option("--steps", type=click.IntRange(min=1), default=50, show_default=True, help="How many steps back (K).")
+@click.option("--windows", type=click.IntRange(min=1), default=256, show_default=True, help="Windows of FILE averaged over.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object, {\"flows\": [...]}, instead of the table.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw the curves into this PNG (needs matplotlib).")
+@click.option("--compare-activations", is_flag=True, help="Train small tanh, relu and sigmoid models on FILE and compare them.")
+@click.option("--seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="With --compare-activations: training time per model.")
+@click.option("--hidden-size", type=click.IntRange(min=1), default=64, show_default=True, help="With --compare-activations: H of each model.")
+@friendly_errors
+def gradflow(file, checkpoint, steps, windows, as_json, plot_path, compare_activations, seconds, hidden_size):
+    """How d(loss at the last step)/d(h k steps earlier) shrinks or grows with k, on FILE (- for stdin)."""
+    from . import gradflow as gf
+    from .data import read_text
+
+    if plot_path:
+        gf.require_matplotlib()  # fail before any work, not after it
+    text = read_text(file)
+    if compare_activations:
+        flows = gf.compare_activations(text, seconds, hidden_size, steps, windows,
+                                       progress=lambda msg: click.echo(msg, err=True))
+    else:
+        from . import checkpoint as ckpt
+        flows = [gf.flow_of_checkpoint(checkpoint or ckpt.find(DEFAULT_DIR), text, steps, windows)]
+    if plot_path:
+        gf.plot(flows, plot_path, f"gradient flow on {os.path.basename(file) if file != '-' else 'stdin'}")
+    click.echo(json.dumps({"flows": [f.to_dict() for f in flows]}) if as_json else gf.format_table(flows))
+
+
+@main.command()
+@click.option("--word", default="hello", show_default=True, help="The text to learn.")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Training updates [default: 300, as configs/hello.yaml].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the initial weights.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@friendly_errors
+def hello(word, steps, seed, as_json):
+    """The seed's walk-through: an RNN learns "hello"; its outputs before and after training."""
+    from .walkthrough import format_walkthrough, hello as run
+
+    result = run(word, steps, seed)
+    click.echo(json.dumps(result.to_dict()) if as_json else format_walkthrough(result))
+
+
 class StreamWriter:
     """Writes text as it comes, flushing at line ends and at least every 0.1 s.
 

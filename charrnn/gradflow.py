@@ -1,0 +1,211 @@
+"""Gradient flow across time: how far back the gradient of one step's loss reaches.
+
+Dimensions: T time steps, B windows (run side by side), H hidden units, V vocabulary, K steps back.
+Each window is T = W + K + 1 characters; the first W only warm the state up from zero,
+so that the states the gradient passes through are the ones the model meets in a text.
+For the loss at the window's last step, L_T = -log p_T[target_T], and the top layer:
+
+    g_T     = d L_T / d h_T     = (p_T - onehot(target_T)) W_hy^T
+    g_{t-1} = d L_T / d h_{t-1} = (g_t * act'(a_t)) W_hh^T          (Elman: h_t = act(a_t))
+
+`gradient_flow` reports, for k = 1..K, the mean over the windows of ||g_{T-k}||_2. Each step
+back multiplies by diag(act'(a_t)) W_hh^T: act' is at most 1/4 for sigmoid, at most 1 for
+tanh, and 0 or 1 for ReLU, which is why the three activations lose the gradient at
+different rates. The recursion runs in float64 so tiny norms are reported, not rounded to 0.
+
+The same layers' forward pass is used as in training; the backward recursion is written
+out here (it is the Elman layer's, with the norm taken at every step), so the training hot
+loop carries no extra work. Only Elman layers are supported.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from .cells import Elman, activation_grad
+from .errors import CharRNNError
+
+WARMUP = 32  # characters run before each window, from a zero state
+ACTIVATIONS = ("tanh", "relu", "sigmoid")
+
+
+@dataclass
+class Flow:
+    """Mean ||d L_T / d h_{T-k}|| for k = 1..K, over `windows` windows of a text."""
+
+    activation: str
+    windows: int
+    mean_norm: list  # index k-1 holds step k
+    label: str = ""
+    extra: dict = field(default_factory=dict)  # e.g. training figures of the model measured
+
+    @property
+    def steps(self) -> int:
+        return len(self.mean_norm)
+
+    @property
+    def factor_per_step(self) -> float:
+        """Geometric mean of the ratio between neighbouring steps (below 1: vanishing)."""
+        first, last = self.mean_norm[0], self.mean_norm[-1]
+        if self.steps < 2 or first <= 0 or last <= 0 or not math.isfinite(last):
+            return float("nan") if last != 0 else 0.0
+        return (last / first) ** (1.0 / (self.steps - 1))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(steps=self.steps, k=list(range(1, self.steps + 1)), factor_per_step=self.factor_per_step)
+        return d
+
+
+def gradient_flow(model, ids: np.ndarray, steps: int = 50, windows: int = 256, warmup: int = WARMUP) -> Flow:
+    """Measure the gradient of the last step's loss k = 1..steps steps back, over evenly spaced windows of ids."""
+    for layer in model.layers:
+        if not isinstance(layer, Elman):
+            raise CharRNNError(f"gradflow measures Elman layers only; this model has a {type(layer).__name__} layer")
+    T = warmup + steps + 1
+    n_starts = len(ids) - T  # the target after the last input must exist
+    if n_starts < 1:
+        raise CharRNNError(f"the text has {len(ids)} characters; --steps {steps} needs at least {T + 1}")
+    B = min(windows, n_starts)
+    starts = np.unique(np.linspace(0, n_starts - 1, B).astype(np.intp))
+    B = len(starts)
+    x = np.asarray(ids, dtype=np.intp)[starts[None, :] + np.arange(T)[:, None]]  # (T, B)
+    target = np.asarray(ids, dtype=np.intp)[starts + T]  # (B,)
+
+    p = model.params
+    h = x
+    for layer, h0 in zip(model.layers, model.zero_state(B)):
+        h = layer.forward(p, h, h0)  # (T, B, H): h_1..h_T
+    top = model.layers[-1]
+    hs = h.astype(np.float64)
+    W_hy = p["W_hy"].astype(np.float64)
+    logits = hs[-1] @ W_hy + p["b_y"]  # (B, V)
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    probs[np.arange(B), target] -= 1
+    g = probs @ W_hy.T  # (B, H): d L_T / d h_T
+    W_hhT = np.ascontiguousarray(p[top.keys["W_hh"]].astype(np.float64).T)
+    dact = np.empty_like(g)
+    norms = np.empty((steps, B))
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k in range(1, steps + 1):
+            activation_grad(top.activation, hs[T - k], dact)  # act'(a_{T-k+1}) from h_{T-k+1}
+            g *= dact
+            g = g @ W_hhT  # d L_T / d h_{T-k}
+            norms[k - 1] = np.sqrt(np.einsum("bh,bh->b", g, g))
+    return Flow(top.activation, B, norms.mean(axis=1).tolist())
+
+
+def flow_of_checkpoint(checkpoint, text: str, steps: int = 50, windows: int = 256) -> Flow:
+    """gradient_flow of a checkpoint (a Checkpoint or a path) on a text."""
+    from . import checkpoint as ckpt
+    from .vocab import describe
+
+    if isinstance(checkpoint, str):
+        checkpoint = ckpt.load(checkpoint)
+    missing = checkpoint.vocab.missing(text)
+    if missing:
+        raise CharRNNError(f"the text has characters the model never saw: {describe(missing)}")
+    model = checkpoint.model()
+    flow = gradient_flow(model, checkpoint.vocab.encode(text), steps, windows)
+    flow.label = f"{model.activation}"
+    return flow
+
+
+def compare_activations(text: str, seconds: float = 5.0, hidden_size: int = 64, steps: int = 50,
+                        windows: int = 256, seed: int = 0, max_steps: Optional[int] = None,
+                        progress: Optional[Callable[[str], None]] = None) -> list:
+    """Train a small Elman model per activation on `text`, and measure each one's gradient flow.
+
+    Returns Flows in pairs per activation: at initialisation, then after `seconds` of
+    training (or `max_steps` updates). The models share everything but the activation.
+    """
+    from . import checkpoint as ckpt
+    from .config import Config
+    from .model import Model
+    from .train import train
+    from .vocab import Vocab
+
+    vocab = Vocab.from_text(text)
+    ids = vocab.encode(text)
+    flows = []
+    for act in ACTIVATIONS:
+        config = Config(hidden_size=hidden_size, activation=act, batch_size=32, seq_len=64, lr=3e-3,
+                        max_time=None if max_steps else seconds, max_steps=max_steps,
+                        eval_every=10**9, save_every=10**9, seed=seed)
+        init = Model.from_config(config, len(vocab)).init(seed)  # the model train() starts from
+        flow0 = gradient_flow(init, ids, steps, windows)
+        flow0.label = f"{act}, initialised"
+        if progress:
+            progress(f"training {act} ({hidden_size} hidden units) for {seconds:g} s" if not max_steps
+                     else f"training {act} ({hidden_size} hidden units) for {max_steps} updates")
+        with tempfile.TemporaryDirectory(prefix="charrnn-gradflow-") as out:
+            result = train(config, text=text, out=out)
+            trained = ckpt.load(result.latest).model()
+        flow1 = gradient_flow(trained, ids, steps, windows)
+        flow1.label = f"{act}, trained"
+        flow1.extra = {"updates": result.steps, "seconds": round(result.seconds, 2),
+                       "train_loss": result.train_loss, "val_loss": result.val_loss}
+        flows += [flow0, flow1]
+    return flows
+
+
+def format_table(flows: list) -> str:
+    """k and one column of mean norms per flow, then each flow's factor per step."""
+    labels = [f.label or f.activation for f in flows]
+    w = max(11, *(len(s) for s in labels)) + 2
+    lines = ["mean ||d loss_T / d h_(T-k)|| over windows",
+             f"{'k':>8}" + "".join(f"{s:>{w}}" for s in labels)]
+    for k in range(flows[0].steps):
+        lines.append(f"{k + 1:>8}" + "".join(f"{f.mean_norm[k]:>{w}.3e}" for f in flows))
+    lines.append(f"{'per step':>8}" + "".join(f"{f.factor_per_step:>{w}.3f}" for f in flows))
+    for f in flows:
+        e = f.extra
+        if e:
+            val = f", val loss {e['val_loss']:.3f}" if e.get("val_loss") is not None else ""
+            lines.append(f"{f.label}: {e['updates']} updates in {e['seconds']:g} s, "
+                         f"train loss {e['train_loss']:.3f}{val}")
+    return "\n".join(lines)
+
+
+def require_matplotlib():
+    """pyplot on a file-only backend, or a one-line error naming the extra to install."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise CharRNNError("--plot needs matplotlib: pip install 'charrnn[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot(flows: list, path: str, title: str = "") -> None:
+    """Draw the flows' mean norms against k on a log scale into path (PNG, SVG or PDF by extension)."""
+    plt = require_matplotlib()
+    colors = {"tanh": "tab:blue", "relu": "tab:orange", "sigmoid": "tab:green"}
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    for f in flows:
+        k = np.arange(1, f.steps + 1)
+        y = np.asarray(f.mean_norm, dtype=float)
+        y[~(y > 0)] = np.nan  # a zero or non-finite norm has no place on a log axis
+        dashed = "initialised" in f.label
+        ax.semilogy(k, y, "--" if dashed else "-", color=colors.get(f.activation), label=f.label or f.activation,
+                    linewidth=1.2 if dashed else 2.0)
+    ax.set_xlabel("k (steps back in time)")
+    ax.set_ylabel("mean ||d loss_T / d h_(T-k)||")
+    ax.set_title(title or "gradient flow across time", fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    try:
+        fig.savefig(path)
+    except (OSError, ValueError) as exc:
+        raise CharRNNError(f"cannot write the plot {path}: {exc}") from None
+    finally:
+        plt.close(fig)
