@@ -129,3 +129,20 @@ def test_training_with_a_stride_learns_and_reports_characters_advanced(tiny_text
     n = (start["train_chars"] - 1) // cfg.batch_size
     assert start["chars_per_epoch"] == ((n - 16) // 4 + 1) * cfg.batch_size * 4
     assert result.epoch == pytest.approx(40 / ((n - 16) // 4 + 1))
+
+
+def test_cli_flag(tiny_corpus, tmp_path):
+    from click.testing import CliRunner
+
+    from charrnn import checkpoint as ckpt
+    from charrnn.cli import main
+
+    out = tmp_path / "c"
+    common = ["train", tiny_corpus, "--hidden-size", "8", "--batch-size", "2", "--seq-len", "16",
+              "--max-steps", "3", "--out", str(out), "-q"]
+    r = CliRunner().invoke(main, common + ["--tbptt-stride", "4"])
+    assert r.exit_code == 0, r.output
+    assert ckpt.load(str(out / "latest.npz")).config.tbptt_stride == 4
+    r = CliRunner().invoke(main, common + ["--tbptt-stride", "17", "--force"])
+    assert r.exit_code == 1
+    assert r.output.strip() == "Error: tbptt_stride: must be between 1 and seq_len (16), got 17"
