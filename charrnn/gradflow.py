@@ -56,9 +56,15 @@ class Flow:
         return (last / first) ** (1.0 / (self.steps - 1))
 
     def to_dict(self) -> dict:
+        """Plain data for JSON; a norm that overflowed (or a factor that is undefined) is null."""
         d = asdict(self)
-        d.update(steps=self.steps, k=list(range(1, self.steps + 1)), factor_per_step=self.factor_per_step)
+        d["mean_norm"] = [_finite(v) for v in self.mean_norm]
+        d.update(steps=self.steps, k=list(range(1, self.steps + 1)), factor_per_step=_finite(self.factor_per_step))
         return d
+
+
+def _finite(v: float) -> Optional[float]:
+    return float(v) if math.isfinite(v) else None
 
 
 def gradient_flow(model, ids: np.ndarray, steps: int = 50, windows: int = 256, warmup: int = WARMUP) -> Flow:
@@ -127,15 +133,20 @@ def compare_activations(text: str, seconds: float = 5.0, hidden_size: int = 64, 
     """
     from . import checkpoint as ckpt
     from .config import Config
+    from .data import min_train_length
     from .model import Model
     from .train import train
     from .vocab import Vocab
 
+    B, T = 32, 64
+    if len(text) < min_train_length(B, T):
+        raise CharRNNError(f"--compare-activations trains on the text in {B} streams of {T} characters: "
+                           f"it needs at least {min_train_length(B, T)} characters, got {len(text)}")
     vocab = Vocab.from_text(text)
     ids = vocab.encode(text)
     flows = []
     for act in ACTIVATIONS:
-        config = Config(hidden_size=hidden_size, activation=act, batch_size=32, seq_len=64, lr=3e-3,
+        config = Config(hidden_size=hidden_size, activation=act, batch_size=B, seq_len=T, lr=3e-3,
                         max_time=None if max_steps else seconds, max_steps=max_steps,
                         eval_every=10**9, save_every=10**9, seed=seed)
         init = Model.from_config(config, len(vocab)).init(seed)  # the model train() starts from

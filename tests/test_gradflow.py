@@ -146,3 +146,19 @@ def test_cli_compare_activations_json(tmp_path):
     flows = json.loads(r.output.splitlines()[-1])["flows"]  # progress lines go to stderr
     assert len(flows) == 6 and {f["activation"] for f in flows} == {"tanh", "relu", "sigmoid"}
     assert all(f["extra"]["updates"] >= 1 for f in flows[1::2])
+
+
+def test_json_has_no_nan_or_infinity_when_a_norm_overflows():
+    from charrnn.gradflow import Flow
+
+    d = Flow("relu", 4, [2.0, 1e300, float("inf")]).to_dict()
+    assert d["mean_norm"] == [2.0, 1e300, None] and d["factor_per_step"] is None
+    json.dumps(d, allow_nan=False)  # strict JSON
+    assert Flow("tanh", 4, [1.0, 0.5, 0.25]).factor_per_step == pytest.approx(0.5)
+
+
+def test_compare_activations_on_too_short_a_text_is_one_line(tmp_path):
+    corpus = tmp_path / "t.txt"
+    corpus.write_text(TINY_TEXT[:500], encoding="utf-8")
+    r = CliRunner().invoke(main, ["gradflow", str(corpus), "--compare-activations"])
+    assert r.exit_code == 1 and "needs at least 2049 characters, got 500" in r.output
