@@ -118,10 +118,11 @@ class Elman:
         a, h = buf["a"], buf["h"]
         h[0] = h0
         if self.embed:
-            np.take(W_xh, x, axis=0, out=a)  # (T, B, H): x_t W_xh for one-hot x_t
+            # (T, B, H): x_t W_xh + b_h for one-hot x_t, as one gather from a (V, H) table
+            np.take(W_xh + b_h, x, axis=0, out=a)
         else:
             np.matmul(x.reshape(T * B, -1), W_xh, out=a.reshape(T * B, -1))
-        a += b_h
+            a += b_h
         act = self.activation
         for t in range(T):
             ht = h[t + 1]

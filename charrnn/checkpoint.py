@@ -68,6 +68,8 @@ def save(path: str, params: dict, vocab, meta: dict, optim: Optional[dict] = Non
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + os.path.basename(path) + ".", dir=directory)
     try:
+        # mkstemp makes the file 0600; a checkpoint is an ordinary file for whoever may read the directory.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)
             fh.flush()
@@ -81,6 +83,12 @@ def save(path: str, params: dict, vocab, meta: dict, optim: Optional[dict] = Non
             pass
         raise
     _fsync_dir(directory)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory: str) -> None:
@@ -121,6 +129,15 @@ def load(path: str) -> Checkpoint:
         raise CheckpointError(f"checkpoint not found: {path}")
     if os.path.isdir(path):
         raise CheckpointError(f"checkpoint path is a directory: {path}")
+    # Anything but a zip archive (an .npy array, text, random bytes) is refused before
+    # np.load, which would return a bare array or suggest unpickling an untrusted file.
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    if magic[:2] != b"PK":
+        raise CheckpointError(f"{path} is not a charrnn checkpoint: not an .npz (zip) archive")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}

@@ -33,10 +33,44 @@ def friendly_errors(fn):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="charrnn")
+class CharRNNGroup(click.Group):
+    """The command group: Ctrl-C exits 130 and a closed pipe exits 0, in every command."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("charrnn: interrupted", err=True)
+            ctx.exit(130)
+        except BrokenPipeError:
+            # `charrnn ... | head`: the reader has all it wants; that is success.
+            _stdout_to_devnull()
+            ctx.exit(0)
+
+
+# auto_envvar_prefix: every option can come from CHARRNN_<COMMAND>_<OPTION>
+# (CHARRNN_SAMPLE_TEMP=0.5, CHARRNN_TRAIN_HIDDEN_SIZE=256); --checkpoint also from CHARRNN_CHECKPOINT.
+@click.group(cls=CharRNNGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                                 "auto_envvar_prefix": "CHARRNN"})
+@click.version_option(__version__, prog_name="charrnn", allow_from_autoenv=False)
 def main():
-    """Train character-level recurrent language models, then sample and score text."""
+    """Train character-level recurrent language models, then sample, score and encode text.
+
+    Data goes to stdout, messages to stderr. Exit status: 0 done, 1 error, 2 usage error,
+    130 interrupted (143 for a terminated train). FILE arguments take - for stdin.
+    """
+
+
+def checkpoint_option(fn):
+    return click.option(
+        "--checkpoint", type=click.Path(), envvar="CHARRNN_CHECKPOINT",
+        help=f"Checkpoint file [default: {DEFAULT_DIR}/best.npz, else latest.npz; env CHARRNN_CHECKPOINT].")(fn)
+
+
+def load_checkpoint(path):
+    from . import checkpoint as ckpt
+
+    return ckpt.load(path or ckpt.find(DEFAULT_DIR))
 
 
 def config_options(fn):
@@ -80,45 +114,145 @@ def train(corpus, config_file, out, force, quiet, **overrides):
 
 
 @main.command()
-@click.option("--checkpoint", type=click.Path(), help=f"Checkpoint file [default: {DEFAULT_DIR}/best.npz, else latest.npz].")
+@checkpoint_option
 @click.option("--temp", "temperature", type=click.FloatRange(min=0), default=0.8, show_default=True,
               help="Sampling temperature: lower is safer, higher more surprising; 0 takes the likeliest character.")
-@click.option("--length", type=click.IntRange(min=0), default=1000, show_default=True, help="Characters to generate after the prime.")
-@click.option("--prime", default="", help="Text to start from; it is printed first.")
-@click.option("--seed", type=int, default=None, help="Random seed: the same seed gives the same text.")
+@click.option("--length", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Characters to generate after the prime (at most, with --stop-at).")
+@click.option("--prime", default="", help="Text to start from, printed first; - reads it from stdin.")
+@click.option("--seed", type=int, default=None, help="Random seed: the same seed gives the same text. Sample i uses SEED+i.")
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="Draw only from the K likeliest characters.")
+@click.option("--num-samples", "-n", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Samples to draw, generated side by side in one batch.")
+@click.option("--separator", default=r"\n\n", show_default=True,
+              help=r"Written between samples; \n, \t, \0 and \\ are understood.")
+@click.option("--stop-at", default=None, help="End each sample after the first occurrence of this string in it (escapes as --separator).")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per sample and line: seed, temperature, top_k, prime, text, logprobs, stopped.")
 @friendly_errors
-def sample(checkpoint, temperature, length, prime, seed, top_k):
+def sample(checkpoint, temperature, length, prime, seed, top_k, num_samples, separator, stop_at, as_json):
     """Generate text from a trained model, written to stdout as it is produced."""
-    from . import checkpoint as ckpt
-    from .sample import sample as generate
+    # One character step is a (N, H) x (H, H) product: too small for BLAS threads to pay
+    # off, and on a busy machine they cost several times the work (measured: README).
+    # Only takes effect before numpy is imported, and a user's own setting wins.
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    from .data import read_text
+    from .sample import samples, stream, unescape
 
-    model = ckpt.load(checkpoint or ckpt.find(DEFAULT_DIR))
-    out = StreamWriter(sys.stdout)
-    with out:
-        for text in generate(model, length, temperature, prime, seed, top_k):
+    model = load_checkpoint(checkpoint)
+    args = dict(num_samples=num_samples, length=length, temperature=temperature, seed=seed, top_k=top_k,
+                prime=read_text("-") if prime == "-" else prime, stop_at=unescape(stop_at))
+    if as_json:
+        for s in samples(model, **args):
+            click.echo(json.dumps(s.to_dict(), ensure_ascii=False))
+        return
+    with StreamWriter(sys.stdout) as out:
+        for text in stream(model, separator=unescape(separator), **args):
             out.write(text)
-        out.write("\n")
+        if not out.last.endswith("\n"):
+            out.write("\n")
 
 
 @main.command("eval")
 @click.argument("file")
-@click.option("--checkpoint", type=click.Path(), help=f"Checkpoint file [default: {DEFAULT_DIR}/best.npz, else latest.npz].")
+@checkpoint_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--per-line", is_flag=True,
+              help="Score each line: one JSON object per line (line, chars, predictions, nats, nats_per_char, bits, bits_per_char, text).")
+@click.option("--reset-per-line", is_flag=True, help="Score each line alone, from a zero state (implies --per-line).")
+@click.option("--tsv", is_flag=True,
+              help="Per-line scores as tab-separated line, chars, nats, nats_per_char, bits, bits_per_char, text (implies --per-line).")
 @friendly_errors
-def eval_(file, checkpoint, as_json):
-    """Score FILE (- for stdin): loss in nats/char, bits/char, perplexity."""
-    from . import checkpoint as ckpt
+def eval_(file, checkpoint, as_json, per_line, reset_per_line, tsv):
+    """Score FILE (- for stdin): loss in nats/char, bits/char, perplexity; or each line's."""
     from .data import read_text
-    from .evaluate import evaluate
+    from .evaluate import evaluate, score_lines
 
-    model = ckpt.load(checkpoint or ckpt.find(DEFAULT_DIR))
-    score = evaluate(model, read_text(file))
+    model = load_checkpoint(checkpoint)
+    text = read_text(file)
+    if per_line or reset_per_line or tsv:
+        for s in score_lines(model, text, reset=reset_per_line):
+            d = s.to_dict()
+            click.echo("\t".join(str(d[k]) for k in TSV_COLUMNS) if tsv else json.dumps(d, ensure_ascii=False))
+        return
+    score = evaluate(model, text)
     if as_json:
         click.echo(json.dumps(score.to_dict()))
     else:
         click.echo(f"loss {score.loss:.4f} nats/char  {score.bits_per_char:.4f} bits/char  "
                    f"perplexity {score.perplexity:.3f}  ({score.predictions} predictions)")
+
+
+TSV_COLUMNS = ("line", "chars", "nats", "nats_per_char", "bits", "bits_per_char", "text")
+
+
+@main.command()
+@click.argument("file")
+@checkpoint_option
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "npy"]), default="jsonl", show_default=True,
+              help='jsonl: {"line": N, "vector": [...]} per line on stdout; npy: a (lines, H) float array to --output.')
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here instead of stdout (- is stdout).")
+@click.option("--skip-unknown", is_flag=True, help="Skip lines with characters the model never saw, instead of failing.")
+@click.option("--quiet", "-q", is_flag=True, help="Do not report skipped lines on stderr.")
+@friendly_errors
+def encode(file, checkpoint, fmt, output, skip_unknown, quiet):
+    """Encode each line of FILE (- for stdin) as the final hidden state of the top layer."""
+    from .batching import split_lines
+    from .data import read_text
+    from .encode import encode_lines
+
+    if fmt == "npy" and output is None:
+        raise click.UsageError("--format npy writes binary: give --output FILE (or - for stdout)")
+    model = load_checkpoint(checkpoint)
+    lines = split_lines(read_text(file))
+    numbers, vectors = encode_lines(model, lines, skip_unknown=skip_unknown)
+    write_vectors(numbers, vectors, fmt, output)
+    skipped = len(lines) - len(numbers)
+    if skipped and not quiet:
+        click.echo(f"charrnn: skipped {skipped} of {len(lines)} lines (characters the model never saw)", err=True)
+
+
+def write_vectors(numbers, vectors, fmt, output):
+    if fmt == "npy":
+        import numpy as np
+
+        if output == "-":
+            np.save(sys.stdout.buffer, vectors)
+        else:
+            with open(output, "wb") as fh:  # np.save(path) would append .npy to other names
+                np.save(fh, vectors)
+        return
+    # %.9g: enough digits to give back the same float32.
+    template = '{"line": %d, "vector": [' + ",".join(["%.9g"] * vectors.shape[1]) + "]}\n"
+    to_stdout = output in (None, "-")
+    fh = sys.stdout if to_stdout else open(output, "w", encoding="utf-8")
+    try:
+        for n, row in zip(numbers, vectors.tolist()):
+            fh.write(template % (n, *row))
+        fh.flush()
+    finally:
+        if not to_stdout:
+            fh.close()
+
+
+@main.command()
+@click.argument("source", default=DEFAULT_DIR, required=False)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="PNG to write [default: loss.png beside metrics.jsonl].")
+@click.option("--title", default=None, help="A title over the curves.")
+@click.option("--quiet", "-q", is_flag=True, help="Do not say where the picture went.")
+@friendly_errors
+def plot(source, output, title, quiet):
+    """Draw training and validation loss and gradient norm from SOURCE/metrics.jsonl to a PNG.
+
+    SOURCE is a checkpoint directory (default checkpoints) or a metrics.jsonl file.
+    Needs matplotlib: pip install 'charrnn[plot]'.
+    """
+    from .plot import plot as draw
+
+    path = draw(source, output, title)
+    if not quiet:
+        click.echo(f"wrote {path}", err=True)
 
 
 @main.command()
@@ -212,9 +346,12 @@ class StreamWriter:
 
         self.stream, self.interval, self._clock = stream, interval, time.monotonic
         self._last = self._clock()
+        self.last = ""  # the last non-empty text written
 
     def write(self, text: str) -> None:
         self.stream.write(text)
+        if text:
+            self.last = text
         now = self._clock()
         if "\n" in text or now - self._last >= self.interval:
             self.stream.flush()
@@ -230,11 +367,15 @@ class StreamWriter:
             except BrokenPipeError:
                 exc_type = BrokenPipeError
         if exc_type is BrokenPipeError:
-            # Point stdout at /dev/null so the interpreter's final flush does not fail too.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+            _stdout_to_devnull()
             sys.exit(0)
         return False
+
+
+def _stdout_to_devnull() -> None:
+    # Point stdout at /dev/null so the interpreter's final flush does not fail too.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ class Config:
     val_fraction: float = _f(0.05, "fraction of the corpus, taken from its end, held out for validation")
     eval_every: int = _f(200, "validate every this many updates")
     save_every: int = _f(200, "write latest.npz every this many updates")
+    log_every: int = _f(10, "write a row to metrics.jsonl every this many updates")
     seed: int = _f(0, "random seed for initialisation and sampling of the run")
     dtype: str = _f("float32", "float32, or float64 for exact checks", DTYPES)
 
@@ -49,10 +50,11 @@ class Config:
     def validate(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
+            _check_type(f, value)
             choices = f.metadata.get("choices")
             if choices and value not in choices:
                 raise ConfigError(f"{f.name}: {value!r} is not one of {', '.join(choices)}")
-        positive_ints = ("hidden_size", "batch_size", "seq_len", "eval_every", "save_every")
+        positive_ints = ("hidden_size", "batch_size", "seq_len", "eval_every", "save_every", "log_every")
         for name in positive_ints:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
@@ -95,6 +97,16 @@ def field_type(f: dataclasses.Field) -> type:
         if t.__name__ in text:
             return t
     raise TypeError(f"unsupported config field type {text}")
+
+
+def _check_type(f: dataclasses.Field, value: Any) -> None:
+    # Config(...) built in Python gets the same named error as a YAML file, not a TypeError.
+    if value is None and "Optional" in str(f.type):
+        return
+    t = field_type(f)
+    allowed = (int, float) if t is float else t
+    if isinstance(value, bool) or not isinstance(value, allowed):
+        raise ConfigError(f"{f.name}: expected {t.__name__}, got {type(value).__name__} {value!r}")
 
 
 def _coerce(name: str, f: dataclasses.Field, value: Any) -> Any:

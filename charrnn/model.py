@@ -163,6 +163,32 @@ class Model:
             new_state.append(h)
         return h @ self.params["W_hy"] + self.params["b_y"], new_state
 
+    def run(self, x: np.ndarray, state: list) -> tuple[np.ndarray, list]:
+        """Inference over ids x (T, B): the top layer's h_1..h_T (T, B, H) and the state after.
+
+        No loss and nothing kept for a backward pass; the returned array is a reused buffer,
+        valid until the next run or forward.
+        """
+        h = x
+        new_state = []
+        for layer, h0 in zip(self.layers, state):
+            h = layer.forward(self.params, h, h0)
+            new_state.append(h[-1].copy())
+        return h, new_state
+
+    def position_losses(self, x: np.ndarray, y: np.ndarray, state: list) -> tuple[np.ndarray, list]:
+        """-log p(y_t | x_1..x_t) for every position: (T, B) float64 nats, and the state after.
+
+        What `forward` averages, kept per position (for per-line scores); the training path
+        does not go through here.
+        """
+        T, B = x.shape
+        h, new_state = self.run(x, state)
+        logits = self._logits_buffer(T * B)
+        np.matmul(h.reshape(T * B, self.H), self.params["W_hy"], out=logits)  # (T*B, V)
+        logits += self.params["b_y"]
+        return softmax_nll(logits, y.reshape(-1)).reshape(T, B), new_state
+
     def flops_per_char(self) -> int:
         """Training FLOPs per character: forward and the two backward products, one-hot as a gather."""
         H, V, L = self.H, self.V, self.L
@@ -180,3 +206,12 @@ def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray) -> float:
     loss = float(np.mean(np.log(sums) - target_logit))
     logits /= sums.astype(logits.dtype)[:, None]
     return loss
+
+
+def softmax_nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """-log softmax(logits)[target] per row, float64 (N,); logits (N, V) are overwritten."""
+    rows = np.arange(logits.shape[0])
+    logits -= logits.max(axis=1, keepdims=True)
+    target_logit = logits[rows, targets].astype(np.float64)
+    np.exp(logits, out=logits)
+    return np.log(logits.sum(axis=1, dtype=np.float64)) - target_logit

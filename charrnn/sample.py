@@ -1,67 +1,236 @@
-"""Generating text: feed a prime through the network, then draw one character at a time."""
+"""Generating text: feed a prime through the network, then draw one character at a time.
+
+N samples are drawn side by side as N streams of one batch (B = N in the model's step), so
+64 samples cost little more than one. Sample i draws its random numbers from its own
+generator, seeded `seed + i`: the same command with the same seed gives the same samples,
+and sample i does not depend on how many samples are drawn with it (up to float rounding,
+which differs between batch sizes in BLAS, so `--seed S+i` alone almost always, not always,
+repeats sample i of a `--seed S` run).
+"""
 from __future__ import annotations
 
+import os
+from dataclasses import asdict, dataclass, field
 from typing import Iterator, Optional
 
 import numpy as np
 
 from .errors import CharRNNError
 
+RANDOM_BLOCK = 256  # uniform numbers drawn per generator at a time (same stream as one by one)
+PRIME_CHUNK = 1024  # prime characters run through the network per forward pass
+
+
+@dataclass
+class Sample:
+    """One generated sample; `text` excludes the prime, `logprobs` has one entry per char of it."""
+
+    seed: int
+    temperature: float
+    top_k: Optional[int]
+    prime: str
+    text: str
+    logprobs: list = field(default_factory=list)  # ln p(char) under the model (temperature 1, no top-k)
+    stopped: bool = False  # ended at the stop string (which `text` includes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
 
 def sample(checkpoint, length: int = 1000, temperature: float = 0.8, prime: str = "",
-           seed: Optional[int] = None, top_k: Optional[int] = None) -> Iterator[str]:
-    """Yield the prime's characters, then `length` generated ones, as they are produced.
+           seed: Optional[int] = None, top_k: Optional[int] = None,
+           stop_at: Optional[str] = None) -> Iterator[str]:
+    """Yield the prime, then up to `length` generated characters, as they are produced.
 
     Characters are drawn from softmax(y / temperature); temperature 0 takes the most
     likely character every time. top_k keeps only the k most likely before drawing.
-    The same seed gives the same text.
+    stop_at ends the sample after the first occurrence of that string in the generated
+    text. The same seed gives the same text.
     """
-    from . import checkpoint as ckpt
+    gen = Generation(checkpoint, 1, length, temperature, prime, seed, top_k, stop_at)
+    if prime:
+        yield prime
+    chars = gen.vocab.chars
+    for ids, live, _ in gen.steps():
+        if not live[0]:
+            break
+        yield chars[ids[0]]
 
-    if isinstance(checkpoint, str):
-        checkpoint = ckpt.load(checkpoint)
-    if length < 0:
-        raise CharRNNError(f"length must be 0 or more, got {length}")
-    if temperature < 0:
-        raise CharRNNError(f"temperature must be 0 or more, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise CharRNNError(f"top-k must be at least 1, got {top_k}")
-    vocab = checkpoint.vocab
-    missing = vocab.missing(prime) if prime else []
-    if missing:
+
+def samples(checkpoint, num_samples: int = 1, length: int = 1000, temperature: float = 0.8,
+            prime: str = "", seed: Optional[int] = None, top_k: Optional[int] = None,
+            stop_at: Optional[str] = None, logprobs: bool = True) -> list:
+    """Draw `num_samples` samples in one batch; sample i uses seed + i. Returns [Sample]."""
+    gen = Generation(checkpoint, num_samples, length, temperature, prime, seed, top_k, stop_at, logprobs)
+    for _ in gen.steps():
+        pass
+    return gen.results()
+
+
+def stream(checkpoint, num_samples: int = 1, length: int = 1000, temperature: float = 0.8,
+           prime: str = "", seed: Optional[int] = None, top_k: Optional[int] = None,
+           stop_at: Optional[str] = None, separator: str = "\n\n") -> Iterator[str]:
+    """The text `charrnn sample` prints: sample 1 as it is generated, then the others.
+
+    All samples are generated together; the first is written character by character,
+    the rest once the batch is done, each preceded by the separator.
+    """
+    gen = Generation(checkpoint, num_samples, length, temperature, prime, seed, top_k, stop_at)
+    if prime:
+        yield prime
+    chars = gen.vocab.chars
+    for ids, live, _ in gen.steps():
+        if live[0]:
+            yield chars[ids[0]]
+    for result in gen.results()[1:]:
+        yield separator + result.prime + result.text
+
+
+class Generation:
+    """The state of N streams being generated together."""
+
+    def __init__(self, checkpoint, num_samples, length, temperature, prime, seed, top_k,
+                 stop_at=None, logprobs=False):
+        from . import checkpoint as ckpt
+
+        if isinstance(checkpoint, str):
+            checkpoint = ckpt.load(checkpoint)
+        if num_samples < 1:
+            raise CharRNNError(f"num-samples must be at least 1, got {num_samples}")
+        if length < 0:
+            raise CharRNNError(f"length must be 0 or more, got {length}")
+        if temperature < 0:
+            raise CharRNNError(f"temperature must be 0 or more, got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise CharRNNError(f"top-k must be at least 1, got {top_k}")
+        self.vocab = vocab = checkpoint.vocab
         from .vocab import describe
 
-        raise CharRNNError(f"the prime has characters the model never saw: {describe(missing)}")
-    model = checkpoint.model()
-    rng = np.random.default_rng(seed)
-    state = model.zero_state(1)
-    chars, V = vocab.chars, len(vocab)
-    if prime:
-        ids = vocab.encode(prime).astype(np.intp)
-        yield prime
-    elif "\n" in vocab:
-        # No prime: start as if after a line break (unprinted), the most natural start of text.
-        ids = np.array([vocab.index("\n")])
-    else:
-        ids = np.array([rng.integers(V)])
-    for i in ids[:-1]:
-        _, state = model.step(np.array([i]), state)
-    current = int(ids[-1])
-    for _ in range(length):
-        logits, state = model.step(np.array([current]), state)
-        current = _draw(logits[0].astype(np.float64), temperature, top_k, rng, V)
-        yield chars[current]
+        missing = vocab.missing(prime) if prime else []
+        if missing:
+            raise CharRNNError(f"the prime has characters the model never saw: {describe(missing)}")
+        if stop_at == "":
+            raise CharRNNError("the stop string is empty")
+        if stop_at and vocab.missing(stop_at):
+            raise CharRNNError(f"the stop string has characters the model never produces: "
+                               f"{describe(vocab.missing(stop_at))}")
+        self.model = checkpoint.model()
+        self.N, self.length, self.temperature, self.top_k = num_samples, length, temperature, top_k
+        self.prime, self.want_logprobs = prime, logprobs
+        self.seed = int.from_bytes(os.urandom(4), "little") if seed is None else int(seed)
+        self.seeds = [self.seed + i for i in range(num_samples)]
+        self.rngs = [np.random.default_rng(s) for s in self.seeds]
+        self.stop = None if not stop_at else vocab.encode(stop_at).astype(np.intp)
+        self._ids: list = []  # per step: (N,) ids drawn
+        self._logp: list = []  # per step: (N,) ln p of the drawn ids
+        self.lengths = np.zeros(num_samples, dtype=np.int64)  # chars generated per stream
+        self.stopped = np.zeros(num_samples, dtype=bool)
+
+    def _start(self):
+        """The first input of every stream and the state after the prime, (N,) and [(N, H)]."""
+        model, vocab, N = self.model, self.vocab, self.N
+        if self.prime:
+            ids = vocab.encode(self.prime).astype(np.intp)
+            state = model.zero_state(1)
+            for start in range(0, len(ids) - 1, PRIME_CHUNK):  # the prime runs once, not N times
+                _, state = model.run(ids[start : min(start + PRIME_CHUNK, len(ids) - 1), None], state)
+            state = [np.repeat(h, N, axis=0) for h in state]
+            return np.full(N, ids[-1], dtype=np.intp), state
+        state = model.zero_state(N)
+        if "\n" in vocab:
+            # No prime: start as if after a line break (unprinted), the most natural start of text.
+            return np.full(N, vocab.index("\n"), dtype=np.intp), state
+        return np.array([rng.integers(len(vocab)) for rng in self.rngs], dtype=np.intp), state
+
+    def steps(self) -> Iterator[tuple]:
+        """Yield (ids (N,), live (N,), logp (N,) or None) per generated position.
+
+        live[i] is False once stream i has ended at the stop string; its ids are then filler.
+        """
+        current, state = self._start()
+        N, V = self.N, len(self.vocab)
+        rows = np.arange(N)
+        live = np.ones(N, dtype=bool)
+        k = 0 if self.stop is None else len(self.stop)
+        window = np.full((N, max(k, 1)), -1, dtype=np.intp)  # each stream's last k ids
+        uniforms = None
+        z, cdf = np.empty((N, V), np.float32), np.empty((N, V), np.float32)
+        # Cumulative sums along rows as a product with a triangle of ones: several times
+        # faster than np.cumsum(axis=1) on (N, V) with small V, and O(V^2) memory, so small V only.
+        tri = np.triu(np.ones((V, V), np.float32)) if V <= 256 else None
+        for t in range(self.length):
+            logits, state = self.model.step(current, state)  # (N, V)
+            logp = None
+            if self.temperature == 0:
+                nxt = logits.argmax(axis=1)
+            else:
+                j = t % RANDOM_BLOCK
+                if j == 0:
+                    uniforms = np.stack([rng.random(RANDOM_BLOCK) for rng in self.rngs])  # (N, block)
+                nxt = _draw(logits, self.temperature, self.top_k, uniforms[:, j], tri, z, cdf)
+            if self.want_logprobs:
+                y = logits.astype(np.float64)
+                y -= y.max(axis=1, keepdims=True)
+                logp = y[rows, nxt] - np.log(np.exp(y).sum(axis=1))
+                self._logp.append(logp)
+            self._ids.append(nxt)
+            self.lengths += live
+            yield nxt, live.copy(), logp
+            if k:
+                window[:, :-1] = window[:, 1:]
+                window[:, -1] = nxt
+                hit = live & (window == self.stop).all(axis=1)
+                self.stopped |= hit
+                live &= ~hit
+                if not live.any():
+                    break
+            current = nxt
+
+    def results(self) -> list:
+        ids = np.stack(self._ids, axis=1) if self._ids else np.zeros((self.N, 0), dtype=np.intp)  # (N, S)
+        logp = np.stack(self._logp, axis=1) if self._logp else None
+        out = []
+        for i in range(self.N):
+            n = int(self.lengths[i])
+            lp = [round(float(v), 5) for v in logp[i, :n]] if logp is not None else []
+            out.append(Sample(self.seeds[i], self.temperature, self.top_k, self.prime,
+                              self.vocab.decode(ids[i, :n]), lp, bool(self.stopped[i])))
+        return out
 
 
-def _draw(logits: np.ndarray, temperature: float, top_k, rng, V: int) -> int:
-    if temperature == 0:
-        return int(np.argmax(logits))
-    z = logits / temperature
+def _draw(logits, temperature, top_k, u, tri, z, cdf) -> np.ndarray:
+    """One character per row of logits (N, V), drawn with the uniforms u (N,).
+
+    z and cdf are (N, V) float32 work buffers; tri is the (V, V) upper triangle of ones, or None.
+    """
+    V = logits.shape[1]
+    np.multiply(logits, 1.0 / temperature, out=z)
     if top_k is not None and top_k < V:
-        cut = np.partition(z, V - top_k)[V - top_k]
-        z = np.where(z >= cut, z, -np.inf)
-    z -= z.max()
-    p = np.exp(z)
-    cdf = np.cumsum(p)
-    # Inverse-CDF draw: one uniform number per character, cheaper than rng.choice.
-    return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), V - 1))
+        cut = np.partition(z, V - top_k, axis=1)[:, V - top_k : V - top_k + 1]
+        z[z < cut] = -np.inf
+    z -= z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    if tri is not None:
+        np.matmul(z, tri, out=cdf)
+    else:
+        np.cumsum(z, axis=1, out=cdf)
+    # Inverse-CDF draw: the first index whose cumulative weight passes u * total.
+    drawn = (cdf <= (u * cdf[:, -1])[:, None]).sum(axis=1)
+    return np.minimum(drawn, V - 1, out=drawn)
+
+
+def unescape(text: Optional[str]) -> Optional[str]:
+    r"""The backslash escapes \n, \t, \0 and \\ in an option value, as a shell user means them."""
+    if text is None or "\\" not in text:
+        return text
+    out, i = [], 0
+    table = {"n": "\n", "t": "\t", "0": "\0", "\\": "\\", "r": "\r"}
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text) and text[i + 1] in table:
+            out.append(table[text[i + 1]])
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)

@@ -22,6 +22,7 @@ from .config import Config
 from .data import Corpus, Streams, load_corpus, split
 from .errors import CharRNNError, DivergenceError
 from .evaluate import score_ids
+from .metrics import FILENAME as METRICS_FILE, MetricsRecorder
 from .model import Model
 from .vocab import Vocab
 
@@ -59,14 +60,17 @@ def text_hash(text: str) -> str:
 
 
 def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[str] = None,
-          callback: Optional[Callable[[dict], None]] = None, force: bool = False) -> Result:
+          callback: Optional[Callable[[dict], None]] = None, force: bool = False,
+          metrics: bool = True) -> Result:
     """Train a model on corpus (a path, '-' or a list of them) or on `text`.
 
     Checkpoints go to out/latest.npz (every save_every steps and at the end) and
     out/best.npz (whenever validation loss improves). A directory holding another run's
     checkpoints is refused unless force=True, so no trained model is lost by accident.
+    With metrics=True, out/metrics.jsonl gets a row every config.log_every steps (metrics.py).
     """
-    emit = callback or (lambda event: None)
+    recorder = MetricsRecorder(os.path.join(out, METRICS_FILE), config.log_every) if metrics else None
+    emit = _fan_out([c for c in (callback, recorder) if c is not None])
     if text is not None:
         if not text:
             raise CharRNNError("the corpus is empty")
@@ -116,9 +120,15 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
 
     def save_latest():
         ckpt.save(latest, model.params, vocab, meta(), opt.state_dict(), state)
+        if best_val is None and os.path.exists(best):
+            # An earlier run's best.npz (kept until now, as --force allowed overwriting it):
+            # sample and eval prefer best.npz, so it must not outlive this run's latest.npz.
+            os.unlink(best)
         emit({"kind": "save", "path": latest, "step": step})
 
-    with _stop_signals() as stop:
+    # Overflow and NaN are caught by the explicit check below, which names the step and the
+    # remedy; numpy's own warnings would only add lines of noise on the user's stderr.
+    with _stop_signals() as stop, np.errstate(over="ignore", invalid="ignore"):
         while True:
             if chunk == streams.chunks_per_epoch:  # a new epoch starts from the streams' beginning
                 chunk = 0
@@ -162,6 +172,14 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
                     step * chars_per_step / elapsed, latest, best if best_val is not None else None)
     emit({"kind": "done", "result": result})
     return result
+
+
+def _fan_out(callbacks: list) -> Callable[[dict], None]:
+    def emit(event: dict) -> None:
+        for cb in callbacks:
+            cb(event)
+
+    return emit
 
 
 def validate(model: Model, val_ids: np.ndarray) -> float:
