@@ -20,6 +20,7 @@ loop carries no extra work. Only Elman layers are supported.
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
@@ -185,15 +186,10 @@ def format_table(flows: list) -> str:
 
 
 def require_matplotlib():
-    """pyplot on a file-only backend, or a one-line error naming the extra to install."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise CharRNNError("--plot needs matplotlib: pip install 'charrnn[plot]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """pyplot on a file-only backend, or the one-line error naming the extra to install."""
+    from .plot import _pyplot
 
-    return plt
+    return _pyplot()
 
 
 def plot(flows: list, path: str, title: str = "") -> None:
@@ -215,8 +211,11 @@ def plot(flows: list, path: str, title: str = "") -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         fig.savefig(path)
-    except (OSError, ValueError) as exc:
-        raise CharRNNError(f"cannot write the plot {path}: {exc}") from None
+    except OSError as exc:
+        raise CharRNNError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # an extension matplotlib has no writer for
+        raise CharRNNError(f"cannot write {path}: {exc}") from None
     finally:
         plt.close(fig)

@@ -107,7 +107,7 @@ def test_plot_without_matplotlib_names_the_extra(trained_ckpt, tiny_corpus, tmp_
     out = tmp_path / "flow.png"
     r = CliRunner().invoke(main, ["gradflow", tiny_corpus, "--checkpoint", trained_ckpt, "--plot", str(out)])
     assert r.exit_code == 1
-    assert r.output.strip() == "Error: --plot needs matplotlib: pip install 'charrnn[plot]'"
+    assert r.output.strip() == "Error: plotting needs matplotlib: pip install 'charrnn[plot]'"
     assert not out.exists()
     # --json needs no matplotlib.
     r = CliRunner().invoke(main, ["gradflow", tiny_corpus, "--checkpoint", trained_ckpt, "--json", "--steps", "5"])
@@ -122,6 +122,9 @@ def test_plot_writes_a_small_png(trained_ckpt, tiny_corpus, tmp_path):
     assert r.exit_code == 0, r.output
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and 5_000 < len(data) < 100_000
+    r = CliRunner().invoke(main, ["gradflow", tiny_corpus, "--checkpoint", trained_ckpt, "--steps", "10",
+                                  "--plot", str(tmp_path / "flow.notaformat")])
+    assert r.exit_code == 1 and r.output.startswith("Error: cannot write") and len(r.output.splitlines()) == 1
 
 
 def test_compare_activations_trains_three_models_from_their_initial_weights():
