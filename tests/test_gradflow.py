@@ -165,3 +165,10 @@ def test_compare_activations_on_too_short_a_text_is_one_line(tmp_path):
     corpus.write_text(TINY_TEXT[:500], encoding="utf-8")
     r = CliRunner().invoke(main, ["gradflow", str(corpus), "--compare-activations"])
     assert r.exit_code == 1 and "needs at least 2049 characters, got 500" in r.output
+
+
+def test_cli_reads_stdin(trained_ckpt):
+    r = CliRunner().invoke(main, ["gradflow", "-", "--checkpoint", trained_ckpt, "--steps", "3", "--json"],
+                           input=TINY_TEXT)
+    assert r.exit_code == 0, r.output
+    assert len(json.loads(r.output)["flows"][0]["mean_norm"]) == 3
