@@ -14,41 +14,60 @@ from charrnn.model import Model
 from conftest import TINY_TEXT
 
 
-def _last_loss_from(model, ids, start_state, inputs, target):
-    """L_T = -log p_T[target], running `inputs` one step at a time from start_state."""
-    state = [start_state]
+def _last_loss(model, state, inputs, target) -> float:
+    """L_T = -log p_T[target], running `inputs` one step at a time from `state` (the layers' own step)."""
     for c in inputs:
         logits, state = model.step(np.array([c]), state)
     y = logits[0]
     return float(np.log(np.exp(y - y.max()).sum()) + y.max() - y[target])
 
 
-@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
-def test_norms_are_norms_of_the_true_gradient(activation):
+def _with_h(state, h):
+    """The top layer's state with its h replaced (an LSTM's c kept)."""
+    top = state[-1]
+    return state[:-1] + [(h, top[1]) if isinstance(top, tuple) else h]
+
+
+def _h_of(state):
+    top = state[-1]
+    return top[0] if isinstance(top, tuple) else top
+
+
+CASES = [("elman", "tanh", 1), ("elman", "relu", 1), ("elman", "sigmoid", 1), ("elman", "tanh", 2),
+         ("gru", "tanh", 1), ("lstm", "tanh", 1), ("lstm", "tanh", 2)]
+
+
+@pytest.mark.parametrize("cell,activation,layers", CASES)
+def test_norms_are_norms_of_the_true_gradient(cell, activation, layers):
     """Each ||d L_T / d h_{T-k}|| against central differences on h_{T-k} itself (float64)."""
+    from charrnn import cells
+
+    if not hasattr(cells, cell.upper()) and cell != "elman":
+        pytest.skip(f"no {cell} cell in this tree")
     rng = np.random.default_rng(5)
     V, H, K = 5, 6, 6
-    model = Model(V, H, activation, dtype="float64").init(2)
+    kwargs = {"cell": cell} if cell != "elman" else {}
+    model = Model(V, H, activation, layers=layers, dtype="float64", **kwargs).init(2)
     ids = rng.integers(0, V, K + 2)  # one window: T = K + 1 inputs and the last target
     flow = gradient_flow(model, ids, steps=K, windows=1, warmup=0)
     assert flow.windows == 1 and flow.steps == K
     T = K + 1
-    # The states h_1..h_T of the window, from a zero state.
-    hs, state = [], model.zero_state(1)
+    states, state = [], model.zero_state(1)  # the state after each input, from a zero state
     for c in ids[:T]:
         _, state = model.step(np.array([c]), state)
-        hs.append(state[0].copy())
+        states.append(state)
     eps = 1e-4  # the far gradients are small: a smaller step would drown them in rounding
     for k in range(1, K + 1):
-        h = hs[T - 1 - k]  # h_{T-k}; the inputs after it are ids[T-k .. T-1]
+        s = states[T - 1 - k]  # the state holding h_{T-k}; the inputs after it are ids[T-k .. T-1]
         inputs, target = ids[T - k : T], ids[T]
+        h = _h_of(s)
         g = np.zeros(H)
         for j in range(H):
             hp, hm = h.copy(), h.copy()
             hp[0, j] += eps
             hm[0, j] -= eps
-            g[j] = (_last_loss_from(model, ids, hp, inputs, target)
-                    - _last_loss_from(model, ids, hm, inputs, target)) / (2 * eps)
+            g[j] = (_last_loss(model, _with_h(s, hp), inputs, target)
+                    - _last_loss(model, _with_h(s, hm), inputs, target)) / (2 * eps)
         expected = np.linalg.norm(g)
         assert expected > 0
         assert abs(flow.mean_norm[k - 1] - expected) / expected <= 1e-6, (k, flow.mean_norm[k - 1], expected)
