@@ -13,18 +13,24 @@ from conftest import tiny_config
 
 
 def _loss_of(model, x, y, state, k1):
-    loss, _ = model.forward(x, y, [s.copy() for s in state], advance=k1)
+    loss, _ = model.forward(x, y, state, advance=k1)
     return loss
 
 
-@pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
-def test_gradient_of_k1_lt_k2_loss_matches_central_differences(activation):
+@pytest.mark.parametrize("cell,activation", [("elman", "tanh"), ("elman", "sigmoid"), ("gru", "tanh"),
+                                             ("lstm", "tanh")])
+def test_gradient_of_k1_lt_k2_loss_matches_central_differences(cell, activation):
+    from charrnn import cells
+
+    if cell != "elman" and not hasattr(cells, cell.upper()):
+        pytest.skip(f"no {cell} cell in this tree")
     rng = np.random.default_rng(3)
     V, H, T, B, k1 = 5, 6, 7, 3, 2
-    model = Model(V, H, activation, dtype="float64").init(1)
+    model = Model(V, H, activation, dtype="float64", **({"cell": cell} if cell != "elman" else {})).init(1)
     x = rng.integers(0, V, (T, B))
     y = rng.integers(0, V, (T, B))
-    state = [rng.normal(0, 0.5, (B, H))]  # a carried-in state, as in training
+    # A carried-in state, as in training (an LSTM's is the pair (h, c)).
+    state = [tuple(rng.normal(0, 0.5, (B, H)) for _ in range(2)) if cell == "lstm" else rng.normal(0, 0.5, (B, H))]
     model.forward(x, y, state, advance=k1)
     grads = {k: g.copy() for k, g in model.backward().items()}
     eps = 1e-5
@@ -94,13 +100,18 @@ def test_streams_serve_overlapping_windows_advancing_by_the_stride():
     assert plain.chunks_per_epoch == 20 // 8 and plain.chunk(1)[0][0, 0] == 8
 
 
-def test_carried_state_is_the_state_k1_steps_into_the_previous_window():
+@pytest.mark.parametrize("cell", ["elman", "gru", "lstm"])
+def test_carried_state_is_the_state_k1_steps_into_the_previous_window(cell):
     """Chaining windows must give the state of running the stream straight through."""
+    from charrnn import cells
+
+    if cell != "elman" and not hasattr(cells, cell.upper()):
+        pytest.skip(f"no {cell} cell in this tree")
     rng = np.random.default_rng(2)
     V, H, B, T, k1 = 6, 8, 3, 8, 3
     ids = rng.integers(0, V, 1 + B * 40).astype(np.uint8)
     streams = Streams(ids, B, T, stride=k1)
-    model = Model(V, H, dtype="float64").init(0)
+    model = Model(V, H, dtype="float64", layers=2, **({"cell": cell} if cell != "elman" else {})).init(0)
     state = model.zero_state(B)
     for k in range(5):
         x, y = streams.chunk(k)
@@ -109,7 +120,9 @@ def test_carried_state_is_the_state_k1_steps_into_the_previous_window():
     ref = model.zero_state(B)
     for t in range(5 * k1):
         _, ref = model.step(np.ascontiguousarray(streams.inputs[:, t], dtype=np.intp), ref)
-    np.testing.assert_allclose(state[0], ref[0], rtol=1e-12, atol=1e-12)
+    for got, want in zip(state, ref):  # every layer; an LSTM's (h, c) pair in full
+        for g, w in zip(*(s if isinstance(s, tuple) else (s,) for s in (got, want))):
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
 
 
 def test_config_checks_the_stride():
