@@ -303,7 +303,11 @@ def bench(config_file, hidden_size, batch_size, seq_len, vocab_size, seconds, as
 @click.option("--hidden-size", type=click.IntRange(min=1), default=64, show_default=True, help="With --compare-activations: H of each model.")
 @friendly_errors
 def gradflow(file, checkpoint, steps, windows, as_json, plot_path, compare_activations, seconds, hidden_size):
-    """How d(loss at the last step)/d(h k steps earlier) shrinks or grows with k, on FILE (- for stdin)."""
+    """How far back in time the gradient of one step's loss reaches, on FILE (- for stdin).
+
+    Prints the mean over windows of ||d loss_T / d h_(T-k)|| for k = 1..K, for a checkpoint's
+    model, or with --compare-activations for three small models trained here.
+    """
     from . import gradflow as gf
     from .data import read_text
 

@@ -30,7 +30,7 @@ class Config:
     batch_size: int = _f(32, "parallel streams per update (B)")
     seq_len: int = _f(64, "characters per stream per update: the BPTT window (T)")
     tbptt_stride: Optional[int] = _f(None, "TBPTT(k1, k2): advance this many characters (k1) per update and "
-                                           "backpropagate through the last seq_len (k2); None means k1 = seq_len")
+                                           "backpropagate through the last seq_len (k2); unset, k1 = seq_len")
     optimizer: str = _f("adam", "adam, or adagrad as in min-char-rnn", OPTIMIZERS)
     lr: float = _f(2e-3, "learning rate")
     clip: float = _f(5.0, "clip the gradient's global norm to this (0 turns clipping off)")
