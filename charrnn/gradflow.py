@@ -40,10 +40,11 @@ ACTIVATIONS = ("tanh", "relu", "sigmoid")
 class Flow:
     """Mean ||d L_T / d h_{T-k}|| for k = 1..K, over `windows` windows of a text."""
 
-    activation: str
+    activation: str  # the Elman activation, or the cell's name (gru, lstm)
     windows: int
     mean_norm: list  # index k-1 holds step k
     label: str = ""
+    cell: str = "elman"
     extra: dict = field(default_factory=dict)  # e.g. training figures of the model measured
 
     @property
@@ -107,7 +108,8 @@ def gradient_flow(model, ids: np.ndarray, steps: int = 50, windows: int = 256, w
         for k in range(1, steps + 1):
             g = back(T - k, g)  # d L_T / d h_{T-k}
             norms[k - 1] = np.sqrt(np.einsum("bh,bh->b", g, g))
-    return Flow(getattr(top, "activation", type(top).__name__.lower()), B, norms.mean(axis=1).tolist())
+    cell_name = type(top).__name__.lower()
+    return Flow(getattr(top, "activation", cell_name), B, norms.mean(axis=1).tolist(), cell=cell_name)
 
 
 # Each cell below runs the top layer over a window in float64 from a zero state, given the input
@@ -204,7 +206,7 @@ def flow_of_checkpoint(checkpoint, text: str, steps: int = 50, windows: int = 25
         raise CharRNNError(f"the text has characters the model never saw: {describe(missing)}")
     model = checkpoint.model()
     flow = gradient_flow(model, checkpoint.vocab.encode(text), steps, windows)
-    flow.label = f"{model.activation}"
+    flow.label = flow.activation  # tanh, relu or sigmoid for Elman; gru or lstm
     return flow
 
 

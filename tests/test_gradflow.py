@@ -50,7 +50,7 @@ def test_norms_are_norms_of_the_true_gradient(cell, activation, layers):
     model = Model(V, H, activation, layers=layers, dtype="float64", **kwargs).init(2)
     ids = rng.integers(0, V, K + 2)  # one window: T = K + 1 inputs and the last target
     flow = gradient_flow(model, ids, steps=K, windows=1, warmup=0)
-    assert flow.windows == 1 and flow.steps == K
+    assert flow.windows == 1 and flow.steps == K and flow.cell == cell
     T = K + 1
     states, state = [], model.zero_state(1)  # the state after each input, from a zero state
     for c in ids[:T]:
@@ -104,6 +104,7 @@ def test_cli_table_and_json_on_a_checkpoint(trained_ckpt, tiny_corpus):
     assert r.exit_code == 0, r.output
     (flow,) = json.loads(r.output)["flows"]
     assert flow["k"] == list(range(1, 13)) and flow["windows"] == 32 and flow["activation"] == "tanh"
+    assert flow["cell"] == "elman"
     assert [float(x[1]) for x in rows] == pytest.approx(flow["mean_norm"], rel=1e-3)
 
 
