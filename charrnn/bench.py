@@ -81,20 +81,19 @@ def train_speed(config, V: int = 84, seconds: float = 5.0, warmup: int = 3, step
 
 
 def sample_speed(config, V: int = 84, streams: int = 1, chars: int = 2000) -> float:
-    """Generated characters per second, in total over `streams` streams sampled together."""
+    """Generated characters per second, in total over `streams` samples drawn together,
+    through the same generator `charrnn sample --num-samples` uses (no output written)."""
+    from .checkpoint import Checkpoint
+    from .sample import Generation
+    from .vocab import Vocab
+
     model = _model(config, V)
-    rng = np.random.default_rng(0)
-    ids = np.zeros(streams, dtype=np.intp)
-    state = model.zero_state(streams)
+    checkpoint = Checkpoint(model.params, Vocab(np.arange(32, 32 + V)), {"config": config.to_dict()})
     steps = max(50, chars // streams)
+    gen = Generation(checkpoint, streams, steps, 0.8, "", 0, None)
     start = time.perf_counter()
-    for _ in range(steps):
-        logits, state = model.step(ids, state)
-        z = logits / 0.8
-        z -= z.max(axis=1, keepdims=True)
-        cdf = np.cumsum(np.exp(z), axis=1)
-        u = rng.random((streams, 1)) * cdf[:, -1:]
-        ids = np.minimum((cdf < u).sum(axis=1), V - 1)
+    for _ in gen.steps():
+        pass
     return steps * streams / (time.perf_counter() - start)
 
 

@@ -7,6 +7,7 @@ Layout (all plain arrays; read with np.load(path, allow_pickle=False)):
                       train_loss, val_loss, best_val_loss (and training progress)
     optim/<slot>/<n>  optimizer state (Adam m and v, Adagrad mem), same shapes as params
     state/h.<l>       hidden state carried into the next chunk, layer l, (B, H)
+    state/c.<l>       the LSTM's cell state carried with it, layer l, (B, H)
 
 All reading and writing lives here; every write is atomic (temporary file in the same
 directory, fsync, rename), so a crash mid-save never leaves a half-written checkpoint
@@ -62,8 +63,11 @@ def save(path: str, params: dict, vocab, meta: dict, optim: Optional[dict] = Non
     for k, v in (optim or {}).items():
         if k != "t":
             arrays[f"optim/{k}"] = np.asarray(v)
-    for i, h in enumerate(state or []):
+    for i, s in enumerate(state or []):
+        h, c = s if isinstance(s, tuple) else (s, None)  # an LSTM layer's state is (h, c)
         arrays[f"state/h.{i}"] = np.asarray(h)
+        if c is not None:
+            arrays[f"state/c.{i}"] = np.asarray(c)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + os.path.basename(path) + ".", dir=directory)
@@ -202,10 +206,17 @@ def load(path: str) -> Checkpoint:
     optim = {k[len("optim/"):]: a for k, a in arrays.items() if k.startswith("optim/")}
     state = []
     for i in range(len(model.layers)):
-        h = arrays.get(f"state/h.{i}")
-        if h is not None:
-            if h.ndim != 2 or h.shape[1] != config.hidden_size or h.dtype.kind != "f":
-                raise bad(f"hidden state 'state/h.{i}' has shape {h.shape}")
+        h, c = arrays.get(f"state/h.{i}"), arrays.get(f"state/c.{i}")
+        if h is None:
+            continue
+        for name, a in ((f"state/h.{i}", h), (f"state/c.{i}", c)):
+            if a is not None and (a.ndim != 2 or a.shape[1] != config.hidden_size or a.dtype.kind != "f"):
+                raise bad(f"hidden state {name!r} has shape {a.shape}")
+        if config.cell == "lstm":
+            if c is None or c.shape != h.shape:
+                raise bad(f"LSTM state 'state/h.{i}' has no matching 'state/c.{i}'")
+            state.append((h, c))
+        else:
             state.append(h)
     return Checkpoint(params, vocab, meta, optim, state, path)
 

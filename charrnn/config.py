@@ -13,8 +13,10 @@ from typing import Any, Optional
 from .errors import ConfigError
 
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
-CELLS = ("elman",)
-OPTIMIZERS = ("adam", "adagrad")
+CELLS = ("elman", "lstm", "gru")
+OPTIMIZERS = ("adam", "adagrad", "rmsprop", "sgd")
+LR_SCHEDULES = ("constant", "step", "cosine")
+CLIP_MODES = ("norm", "value")
 DTYPES = ("float32", "float64")
 
 
@@ -25,15 +27,28 @@ def _f(default, help, choices=None):
 @dataclass
 class Config:
     hidden_size: int = _f(128, "hidden units per layer (H)")
-    cell: str = _f("elman", "recurrent cell", CELLS)
+    cell: str = _f("elman", "recurrent cell: elman, lstm or gru", CELLS)
     activation: str = _f("tanh", "Elman activation: tanh, relu or sigmoid", ACTIVATIONS)
+    layers: int = _f(1, "stacked recurrent layers (L)")
+    dropout: float = _f(0.0, "dropout probability between layers and before the output layer (training only)")
     batch_size: int = _f(32, "parallel streams per update (B)")
     seq_len: int = _f(64, "characters per stream per update: the BPTT window (T)")
     tbptt_stride: Optional[int] = _f(None, "TBPTT(k1, k2): advance this many characters (k1) per update and "
                                            "backpropagate through the last seq_len (k2); unset, k1 = seq_len")
-    optimizer: str = _f("adam", "adam, or adagrad as in min-char-rnn", OPTIMIZERS)
-    lr: float = _f(2e-3, "learning rate")
-    clip: float = _f(5.0, "clip the gradient's global norm to this (0 turns clipping off)")
+    optimizer: str = _f("adam", "adam, adagrad (as in min-char-rnn), rmsprop, or sgd with momentum", OPTIMIZERS)
+    lr: float = _f(2e-3, "learning rate (the peak one, with a schedule)")
+    momentum: float = _f(0.9, "SGD momentum (0 for plain SGD)")
+    weight_decay: float = _f(0.0, "decoupled weight decay per unit lr on weight matrices (not biases)")
+    lr_schedule: str = _f("constant", "learning rate after warmup: constant, step, or cosine to lr_min", LR_SCHEDULES)
+    warmup_steps: int = _f(0, "raise the learning rate linearly from lr/warmup_steps to lr over this many updates")
+    lr_decay: float = _f(0.5, "step schedule: multiply the learning rate by this every lr_decay_every updates")
+    lr_decay_every: int = _f(1000, "step schedule: updates between decays")
+    lr_min: float = _f(0.0, "cosine schedule: the learning rate at the end of training")
+    clip: float = _f(5.0, "clip gradients to this (0 turns clipping off); see clip_mode")
+    clip_mode: str = _f("norm", "norm: scale all gradients so their global norm is at most clip; "
+                        "value: clip each element to [-clip, clip]", CLIP_MODES)
+    patience: Optional[int] = _f(None, "stop early after this many validations without a better loss")
+    init_from: Optional[str] = _f(None, "start from this checkpoint's weights (fine-tuning); its cell and sizes are kept")
     max_steps: Optional[int] = _f(None, "stop after this many updates")
     epochs: Optional[float] = _f(None, "stop after this many passes over the training text")
     max_time: Optional[float] = _f(None, "stop after this many seconds of training")
@@ -54,7 +69,8 @@ class Config:
             choices = f.metadata.get("choices")
             if choices and value not in choices:
                 raise ConfigError(f"{f.name}: {value!r} is not one of {', '.join(choices)}")
-        positive_ints = ("hidden_size", "batch_size", "seq_len", "eval_every", "save_every", "log_every")
+        positive_ints = ("hidden_size", "batch_size", "seq_len", "eval_every", "save_every", "log_every",
+                         "layers", "lr_decay_every")
         for name in positive_ints:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
@@ -62,6 +78,22 @@ class Config:
             raise ConfigError(f"tbptt_stride: must be between 1 and seq_len ({self.seq_len}), got {self.tbptt_stride}")
         if not self.lr > 0:
             raise ConfigError(f"lr: must be positive, got {self.lr}")
+        if self.cell != "elman" and self.activation != "tanh":
+            raise ConfigError(f"activation: {self.activation!r} applies to the Elman cell only, not {self.cell!r}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout: must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum: must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay: must be 0 or positive, got {self.weight_decay}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps: must be 0 or more, got {self.warmup_steps}")
+        if not 0 < self.lr_decay <= 1:
+            raise ConfigError(f"lr_decay: must be in (0, 1], got {self.lr_decay}")
+        if not 0 <= self.lr_min <= self.lr:
+            raise ConfigError(f"lr_min: must be in [0, lr], got {self.lr_min}")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"patience: must be at least 1, got {self.patience}")
         if self.clip < 0:
             raise ConfigError(f"clip: must be 0 (off) or positive, got {self.clip}")
         if not 0 <= self.val_fraction < 1:

@@ -1,47 +1,66 @@
-"""The character-level language model: an Elman network over one-hot characters.
+"""The character-level language model: stacked recurrent layers over one-hot characters.
 
-Dimensions: T time steps, B streams, H hidden units, V vocabulary size.
+Dimensions: T time steps, B streams, H hidden units, V vocabulary size, L layers.
 Row vectors throughout; x_t is the one-hot row e_{id_t} of length V.
 
-    h_t = act(x_t W_xh + h_{t-1} W_hh + b_h)        act = tanh | relu | sigmoid
-    y_t = h_t W_hy + b_y
+    h_t^0 = cell^0(x_t, state_{t-1}^0)                cell = elman | lstm | gru (cells.py)
+    h_t^l = cell^l(drop(h_t^{l-1}), state_{t-1}^l)    l = 1 .. L-1
+    y_t = drop(h_t^{L-1}) W_hy + b_y
     p_t = softmax(y_t)
     loss = mean over predicted positions t of -log p_t[target_t]     (nats)
 
-Shapes: W_xh (V, H), W_hh (H, H), b_h (H,), W_hy (H, V), b_y (V,).
-`x_t W_xh` is computed as the row gather W_xh[id_t]; `onehot.py` holds the definition.
-With `layers` L > 1 the layers are stacked: layer l's input is layer l-1's h_t, and its
-parameters are named with the suffix `.l` (`W_xh.1`, `W_hh.1`, `b_h.1`, ...); layer 0 keeps
-the plain names above.
+With `cell=elman`: h_t = act(x_t W_xh + h_{t-1} W_hh + b_h), act = tanh | relu | sigmoid.
+`drop` is inverted dropout, training only: each unit is kept with probability 1 - P and
+scaled by 1 / (1 - P); the recurrent connections and the carried state are never dropped.
+
+Parameter names (the checkpoint's `param/<name>`); layer 0 has the plain names, layer
+l > 0 the same names with the suffix `.l` (`W_hh.1`, `W_x.2`, ...). D is V for layer 0,
+H above it; layer 0's `x_t W` is the row gather W[id_t] (`onehot.py` has the definition).
+
+    elman  W_xh (D, H)    W_hh (H, H)    b_h (H,)
+    lstm   W_x  (D, 4H)   W_h  (H, 4H)   b (4H,)               gates i, f, o, g
+    gru    W_x  (D, 3H)   W_h  (H, 3H)   b (3H,)   b_hn (H,)   gates r, z, n
+    all    W_hy (H, V)    b_y  (V,)
+
+The gate blocks sit side by side along the last axis in the order given, H columns
+each: the LSTM's forget gate is W_x[:, H:2H], W_h[:, H:2H], b[H:2H].
+The state carried between chunks is, per layer, h (B, H), or (h, c) for the LSTM.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .cells import Elman
+from .cells import CELL_CLASSES, Elman
 
 
 class Model:
     """Parameters plus forward/backward over a (T, B) chunk of ids."""
 
     def __init__(self, vocab_size: int, hidden_size: int, activation: str = "tanh",
-                 layers: int = 1, dtype="float32"):
+                 layers: int = 1, dtype="float32", cell: str = "elman", dropout: float = 0.0):
         self.V, self.H, self.L = vocab_size, hidden_size, layers
-        self.activation = activation
+        self.activation, self.cell, self.dropout = activation, cell, dropout
         self.dtype = np.dtype(dtype)
         self.layers = []
         for l in range(layers):
             n_in = vocab_size if l == 0 else hidden_size
             suffix = f".{l}" if l else ""
-            layer = Elman(n_in, hidden_size, activation, embed=(l == 0), suffix=suffix)
+            if cell == "elman":
+                layer = Elman(n_in, hidden_size, activation, embed=(l == 0), suffix=suffix)
+            else:
+                layer = CELL_CLASSES[cell](n_in, hidden_size, embed=(l == 0), suffix=suffix)
             self.layers.append(layer)
         self.params: dict[str, np.ndarray] = {}
         self._grads: dict[str, np.ndarray] | None = None
         self._out: dict = {}
+        # The dropout masks' generator. The training loop sets it (seeded from config.seed)
+        # and owns its state; a gradient check reseeds it before each forward to fix the masks.
+        self.rng: np.random.Generator | None = None
 
     @classmethod
     def from_config(cls, config, vocab_size: int) -> "Model":
-        return cls(vocab_size, config.hidden_size, config.activation, getattr(config, "layers", 1), config.dtype)
+        return cls(vocab_size, config.hidden_size, config.activation, getattr(config, "layers", 1), config.dtype,
+                   getattr(config, "cell", "elman"), getattr(config, "dropout", 0.0))
 
     # -- parameters -------------------------------------------------------------------
     def shapes(self) -> dict:
@@ -74,27 +93,36 @@ class Model:
         return int(sum(np.prod(s) for s in self.shapes().values()))
 
     def zero_state(self, batch: int) -> list:
-        return [np.zeros((batch, self.H), dtype=self.dtype) for _ in self.layers]
+        """Per layer: h (B, H), or the pair (h, c) for an LSTM."""
+        return [layer.zero_state(batch, self.dtype) for layer in self.layers]
 
     def grads(self) -> dict:
         """The gradient buffers, keyed like params, from the last backward()."""
         return self._grads
 
     # -- training ---------------------------------------------------------------------
-    def forward(self, x: np.ndarray, y: np.ndarray, state: list, advance: int | None = None) -> tuple[float, list]:
+    def forward(self, x: np.ndarray, y: np.ndarray, state: list, train: bool = False,
+                advance: int | None = None) -> tuple[float, list]:
         """Mean loss over the (T, B) targets y, and the state to carry into the next chunk.
 
+        train=True applies dropout (when the model has it), with masks drawn from self.rng.
         advance=k1 < T is TBPTT(k1, k2=T): the next window starts k1 steps later, so the
-        state returned is h after k1 steps, and only the k1 newest predictions enter the
-        loss (the older T - k1 are context the gradient still flows through).
+        state returned is the one after k1 steps, and only the k1 newest predictions enter
+        the loss (the older T - k1 are context the gradient still flows through).
         """
         T, B = x.shape
         k1 = T if advance is None else advance
+        drop = train and self.dropout > 0
+        self._dropped = drop
         h = x
         new_state = []
-        for layer, h0 in zip(self.layers, state):
-            h = layer.forward(self.params, h, h0)
-            new_state.append(h[k1 - 1].copy())
+        for i, (layer, s0) in enumerate(zip(self.layers, state)):
+            if drop and i:
+                h = self._drop(i - 1, h)
+            h = layer.forward(self.params, h, s0)
+            new_state.append(layer.final_state(k1))
+        if drop:
+            h = self._drop(len(self.layers) - 1, h)
         self._top, self._k1 = h, k1
         logits = self._logits_buffer(k1 * B)
         np.matmul(h[T - k1 :].reshape(k1 * B, self.H), self.params["W_hy"], out=logits)  # (k1*B, V)
@@ -125,9 +153,30 @@ class Model:
         dh[:skip] = 0
         np.matmul(p, self.params["W_hy"].T, out=dh[skip:])
         dh = dh.reshape(T, B, H)
-        for i in range(len(self.layers) - 1, -1, -1):
+        top = len(self.layers) - 1
+        if self._dropped:
+            dh *= self._out[f"mask.{top}"]
+        for i in range(top, -1, -1):
             dh = self.layers[i].backward(self.params, dh, grads, need_dx=i > 0)
+            if i and self._dropped:
+                dh *= self._out[f"mask.{i - 1}"]
         return grads
+
+    def _drop(self, j: int, h: np.ndarray) -> np.ndarray:
+        """Inverted dropout of layer j's output h (T, B, H), into a buffer (h is kept for backward)."""
+        if self.rng is None:
+            self.rng = np.random.default_rng(0)
+        mask, out = self._out.get(f"mask.{j}"), self._out.get(f"drop.{j}")
+        if mask is None or mask.shape != h.shape or mask.dtype != h.dtype:
+            mask = self._out[f"mask.{j}"] = np.empty(h.shape, h.dtype)
+            out = self._out[f"drop.{j}"] = np.empty(h.shape, h.dtype)
+        keep = 1.0 - self.dropout
+        self.rng.random(out=mask, dtype=mask.dtype)  # u in [0, 1)
+        mask += keep  # floor(u + keep) is 1 with probability keep, else 0
+        np.floor(mask, out=mask)
+        mask *= 1.0 / keep
+        np.multiply(h, mask, out=out)
+        return out
 
     def _logits_buffer(self, n: int) -> np.ndarray:
         buf = self._out.get("logits")
@@ -158,9 +207,10 @@ class Model:
         """One character for each of B streams: ids (B,) -> logits (B, V), next state."""
         h = x
         new_state = []
-        for layer, h0 in zip(self.layers, state):
-            h = layer.step(self.params, h, h0, np.empty_like(h0))
-            new_state.append(h)
+        for layer, s0 in zip(self.layers, state):
+            s = layer.step(self.params, h, s0)
+            new_state.append(s)
+            h = layer.output(s)
         return h @ self.params["W_hy"] + self.params["b_y"], new_state
 
     def run(self, x: np.ndarray, state: list) -> tuple[np.ndarray, list]:
@@ -171,9 +221,9 @@ class Model:
         """
         h = x
         new_state = []
-        for layer, h0 in zip(self.layers, state):
-            h = layer.forward(self.params, h, h0)
-            new_state.append(h[-1].copy())
+        for layer, s0 in zip(self.layers, state):
+            h = layer.forward(self.params, h, s0)
+            new_state.append(layer.final_state())
         return h, new_state
 
     def position_losses(self, x: np.ndarray, y: np.ndarray, state: list) -> tuple[np.ndarray, list]:
@@ -192,7 +242,13 @@ class Model:
     def flops_per_char(self) -> int:
         """Training FLOPs per character: forward and the two backward products, one-hot as a gather."""
         H, V, L = self.H, self.V, self.L
-        return 6 * (L * H * H + (L - 1) * H * H + H * V)
+        G = {"elman": 1, "lstm": 4, "gru": 3}[self.cell]
+        return 6 * (G * L * H * H + G * (L - 1) * H * H + H * V)
+
+
+def map_state(fn, state: list) -> list:
+    """Apply fn to every array of a per-layer state, keeping an LSTM layer's (h, c) a pair."""
+    return [tuple(fn(a) for a in s) if isinstance(s, tuple) else fn(s) for s in state]
 
 
 def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray) -> float:

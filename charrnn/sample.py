@@ -16,6 +16,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from .errors import CharRNNError
+from .model import map_state
 
 RANDOM_BLOCK = 256  # uniform numbers drawn per generator at a time (same stream as one by one)
 PRIME_CHUNK = 1024  # prime characters run through the network per forward pass
@@ -134,7 +135,7 @@ class Generation:
             state = model.zero_state(1)
             for start in range(0, len(ids) - 1, PRIME_CHUNK):  # the prime runs once, not N times
                 _, state = model.run(ids[start : min(start + PRIME_CHUNK, len(ids) - 1), None], state)
-            state = [np.repeat(h, N, axis=0) for h in state]
+            state = map_state(lambda a: np.repeat(a, N, axis=0), state)
             return np.full(N, ids[-1], dtype=np.intp), state
         state = model.zero_state(N)
         if "\n" in vocab:

@@ -17,7 +17,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import checkpoint as ckpt
-from . import optim
+from . import finetune, optim
 from .config import Config
 from .data import Corpus, Streams, load_corpus, split
 from .errors import CharRNNError, DivergenceError
@@ -81,11 +81,17 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
     else:
         raise CharRNNError("no corpus given")
     vocab, ids = corpus_data.vocab, corpus_data.ids
+    start_from = None
+    if config.init_from:
+        start_from = finetune.start(config, vocab, ids)
+        config, vocab, ids = start_from.config, start_from.vocab, start_from.ids
     data = split(ids, config.val_fraction, config.batch_size, config.seq_len)
     streams = Streams(data.train, config.batch_size, config.seq_len, config.tbptt_stride)
     latest, best = os.path.join(out, "latest.npz"), os.path.join(out, "best.npz")
     _check_out_dir(out, force)
     ckpt.clean_stale(out)
+    if start_from is not None:
+        emit({"kind": "info", "message": start_from.message, "added": start_from.added})
     if data.note:
         emit({"kind": "info", "message": data.note})
 
@@ -97,8 +103,14 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
         max_steps = streams.chunks_per_epoch
         emit({"kind": "info", "message": "no --max-steps, --epochs or --max-time: training one epoch"})
 
-    model = Model.from_config(config, len(vocab)).init(config.seed)
-    opt = optim.make(config.optimizer, model.params, config.lr)
+    if start_from is not None:
+        model = start_from.model
+    else:
+        model = Model.from_config(config, len(vocab)).init(config.seed)
+    # Dropout's masks come from their own generator, so changing dropout leaves the
+    # initialisation alone; its state is model.rng.bit_generator.state.
+    model.rng = np.random.default_rng([config.seed, 1])
+    opt = optim.from_config(config, model.params)
     state = model.zero_state(config.batch_size)
     meta_base = {"config": config.to_dict(), "corpus_sha256": corpus_data.sha256,
                  "corpus_chars": len(ids), "train_chars": int(len(data.train)),
@@ -109,6 +121,7 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
 
     step, chunk = 0, 0
     train_loss = val_loss = best_val = None
+    stale = 0  # validations since the best one, for --patience
     chars_per_step = config.batch_size * streams.S  # characters the streams advance per update
     n_updates = n_clipped = 0  # this session's updates, and those whose gradient was clipped
     start = time.perf_counter()
@@ -134,9 +147,9 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
                 chunk = 0
                 state = model.zero_state(config.batch_size)
             x, y = streams.chunk(chunk)
-            loss, new_state = model.forward(x, y, state, advance=streams.S)
+            loss, new_state = model.forward(x, y, state, train=True, advance=streams.S)
             grads = model.backward()
-            norm, clipped = optim.clip_by_global_norm(grads, config.clip)
+            norm, clipped = optim.clip(grads, config.clip, config.clip_mode)
             if not (math.isfinite(loss) and math.isfinite(norm)):
                 what = "loss" if not math.isfinite(loss) else "gradient norm"
                 raise DivergenceError(
@@ -144,6 +157,7 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
                     f"lower the learning rate (--lr {config.lr:g}) or the clip (--clip {config.clip:g}); "
                     f"the last good checkpoints are kept"
                 )
+            opt.lr = optim.lr_at(config, step + 1, _progress(step, max_steps, time.perf_counter() - start, config))
             opt.step(model.params, grads)
             state, chunk, step = new_state, chunk + 1, step + 1
             n_updates, n_clipped = n_updates + 1, n_clipped + clipped
@@ -158,9 +172,15 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
                 val_loss = validate(model, data.val)
                 improved = best_val is None or val_loss < best_val
                 if improved:
-                    best_val = val_loss
+                    best_val, stale = val_loss, 0
                     ckpt.save(best, model.params, vocab, meta(), opt.state_dict(), state)
+                else:
+                    stale += 1
                 emit({"kind": "eval", "step": step, "val_loss": val_loss, "best": improved})
+                if config.patience is not None and stale >= config.patience and not done:
+                    emit({"kind": "info", "message": f"early stop at step {step}: no better validation loss "
+                                                     f"in {stale} validations (best {best_val:.4f})"})
+                    done = True
             if step % config.save_every == 0 or done or stop.signum:
                 save_latest()
             if stop.signum:
@@ -172,6 +192,13 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
                     step * chars_per_step / elapsed, latest, best if best_val is not None else None)
     emit({"kind": "done", "result": result})
     return result
+
+
+def _progress(step: int, max_steps: Optional[int], elapsed: float, config: Config) -> float:
+    """How far through the run update `step` is, in [0, 1]: by steps or by time, whichever is further."""
+    by_steps = step / max_steps if max_steps else 0.0
+    by_time = elapsed / config.max_time if config.max_time else 0.0
+    return min(1.0, max(by_steps, by_time))
 
 
 def _fan_out(callbacks: list) -> Callable[[dict], None]:

@@ -76,7 +76,7 @@ def test_unknown_keys_are_rejected_by_name(tmp_path, text, key):
     ("lr: [0.1]\n", "lr"),
     ("activation: 3\n", "activation"),
     ("activation: softmax\n", "activation"),
-    ("optimizer: sgd\n", "optimizer"),
+    ("optimizer: lbfgs\n", "optimizer"),
     ("dtype: float16\n", "dtype"),
     ("hidden_size: null\n", "hidden_size"),
     ("batch_size: 0\n", "batch_size"),
