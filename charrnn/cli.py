@@ -34,7 +34,28 @@ def friendly_errors(fn):
 
 
 class CharRNNGroup(click.Group):
-    """The command group: Ctrl-C exits 130 and a closed pipe exits 0, in every command."""
+    """The command group: Ctrl-C exits 130 and a closed pipe exits 0, in every command,
+    and a usage error is one line on stderr (click would print three)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # plain `charrnn`: the help, as click does
+                click.echo(exc.format_message(), err=True)
+                sys.exit(exc.exit_code)
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("charrnn: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx):
         try:
