@@ -101,9 +101,9 @@ class Elman:
         """The part of a state the next layer sees: h itself."""
         return state
 
-    def final_state(self) -> np.ndarray:
-        """The state after the last forward(), to carry into the next chunk."""
-        return self._h_last.copy()
+    def final_state(self, k: int | None = None) -> np.ndarray:
+        """The state after step k (default: the last) of the last forward(), to carry into the next chunk."""
+        return self._hs[-1 if k is None else k].copy()
 
     def shapes(self) -> dict:
         k, H = self.keys, self.H
@@ -163,7 +163,7 @@ class Elman:
             ht += a[t]
             activate(act, ht, ht)
         self._x = x
-        self._h_last = h[T]
+        self._hs = h  # (T + 1, B, H): h_0..h_T, for final_state
         return h[1:]
 
     def backward(self, p: dict, dhs: np.ndarray, grads: dict, need_dx: bool = True):
@@ -309,8 +309,9 @@ class LSTM(_Gated):
     def output(state: tuple) -> np.ndarray:
         return state[0]
 
-    def final_state(self) -> tuple:
-        return (self._h_last.copy(), self._c_last.copy())
+    def final_state(self, k: int | None = None) -> tuple:
+        k = -1 if k is None else k
+        return (self._hs[k].copy(), self._cs[k].copy())
 
     def forward(self, p: dict, x: np.ndarray, state0: tuple) -> np.ndarray:
         """x: ids (T, B) if embed else (T, B, D); state0 (h0, c0). Returns h_1..h_T, (T, B, H)."""
@@ -334,7 +335,7 @@ class LSTM(_Gated):
             c[t + 1] += tmp[:, :H]
             np.tanh(c[t + 1], out=tc[t])
             np.multiply(o, tc[t], out=h[t + 1])
-        self._x, self._h_last, self._c_last = x, h[T], c[T]
+        self._x, self._hs, self._cs = x, h, c
         return h[1:]
 
     def backward(self, p: dict, dhs: np.ndarray, grads: dict, need_dx: bool = True):
@@ -408,8 +409,8 @@ class GRU(_Gated):
     def output(state: np.ndarray) -> np.ndarray:
         return state
 
-    def final_state(self) -> np.ndarray:
-        return self._h_last.copy()
+    def final_state(self, k: int | None = None) -> np.ndarray:
+        return self._hs[-1 if k is None else k].copy()
 
     def forward(self, p: dict, x: np.ndarray, h0: np.ndarray) -> np.ndarray:
         """x: ids (T, B) if embed else (T, B, D); h0 (B, H). Returns h_1..h_T, (T, B, H)."""
@@ -434,7 +435,7 @@ class GRU(_Gated):
             np.subtract(h[t], n, out=h[t + 1])  # h_t = n + z (h_{t-1} - n)
             h[t + 1] *= z
             h[t + 1] += n
-        self._x, self._h_last = x, h[T]
+        self._x, self._hs = x, h
         return h[1:]
 
     def backward(self, p: dict, dhs: np.ndarray, grads: dict, need_dx: bool = True):

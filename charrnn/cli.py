@@ -34,7 +34,28 @@ def friendly_errors(fn):
 
 
 class CharRNNGroup(click.Group):
-    """The command group: Ctrl-C exits 130 and a closed pipe exits 0, in every command."""
+    """The command group: Ctrl-C exits 130 and a closed pipe exits 0, in every command,
+    and a usage error is one line on stderr (click would print three)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # plain `charrnn`: the help, as click does
+                click.echo(exc.format_message(), err=True)
+                sys.exit(exc.exit_code)
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("charrnn: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx):
         try:
@@ -307,6 +328,54 @@ def bench(config_file, hidden_size, batch_size, seq_len, vocab_size, seconds, as
     width = max(len(a) for a, _ in rows)
     for a, b in rows:
         click.echo(f"{a:<{width}}  {b}")
+
+
+@main.command()
+@click.argument("file")
+@click.option("--checkpoint", type=click.Path(), help=f"Checkpoint file [default: {DEFAULT_DIR}/best.npz, else latest.npz].")
+@click.option("--steps", type=click.IntRange(min=1), default=50, show_default=True, help="How many steps back (K).")
+@click.option("--windows", type=click.IntRange(min=1), default=256, show_default=True, help="Windows of FILE averaged over.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object, {\"flows\": [...]}, instead of the table.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw the curves into this PNG (needs matplotlib).")
+@click.option("--compare-activations", is_flag=True, help="Train small tanh, relu and sigmoid models on FILE and compare them.")
+@click.option("--seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="With --compare-activations: training time per model.")
+@click.option("--hidden-size", type=click.IntRange(min=1), default=64, show_default=True, help="With --compare-activations: H of each model.")
+@friendly_errors
+def gradflow(file, checkpoint, steps, windows, as_json, plot_path, compare_activations, seconds, hidden_size):
+    """How far back in time the gradient of one step's loss reaches, on FILE (- for stdin).
+
+    Prints the mean over windows of ||d loss_T / d h_(T-k)|| for k = 1..K, for a checkpoint's
+    model, or with --compare-activations for three small models trained here.
+    """
+    from . import gradflow as gf
+    from .data import read_text
+
+    if plot_path:
+        gf.require_matplotlib()  # fail before any work, not after it
+    text = read_text(file)
+    if compare_activations:
+        flows = gf.compare_activations(text, seconds, hidden_size, steps, windows,
+                                       progress=lambda msg: click.echo(msg, err=True))
+    else:
+        from . import checkpoint as ckpt
+        flows = [gf.flow_of_checkpoint(checkpoint or ckpt.find(DEFAULT_DIR), text, steps, windows)]
+    if plot_path:
+        gf.plot(flows, plot_path, f"gradient flow on {os.path.basename(file) if file != '-' else 'stdin'}")
+    click.echo(json.dumps({"flows": [f.to_dict() for f in flows]}) if as_json else gf.format_table(flows))
+
+
+@main.command()
+@click.option("--word", default="hello", show_default=True, help="The text to learn.")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Training updates [default: 300, as configs/hello.yaml].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the initial weights.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@friendly_errors
+def hello(word, steps, seed, as_json):
+    """The seed's walk-through: an RNN learns "hello"; its outputs before and after training."""
+    from .walkthrough import format_walkthrough, hello as run
+
+    result = run(word, steps, seed)
+    click.echo(json.dumps(result.to_dict()) if as_json else format_walkthrough(result))
 
 
 class StreamWriter:

@@ -37,6 +37,8 @@ class Config:
     dropout: float = _f(0.0, "dropout probability between layers and before the output layer (training only)")
     batch_size: int = _f(32, "parallel streams per update (B)")
     seq_len: int = _f(64, "characters per stream per update: the BPTT window (T)")
+    tbptt_stride: Optional[int] = _f(None, "TBPTT(k1, k2): advance this many characters (k1) per update and "
+                                           "backpropagate through the last seq_len (k2); unset, k1 = seq_len")
     optimizer: str = _f("adam", "adam, adagrad (as in min-char-rnn), rmsprop, or sgd with momentum", OPTIMIZERS)
     lr: float = _f(2e-3, "learning rate (the peak one, with a schedule)")
     momentum: float = _f(0.9, "SGD momentum (0 for plain SGD)")
@@ -80,6 +82,8 @@ class Config:
         for name in positive_ints:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        if self.tbptt_stride is not None and not 1 <= self.tbptt_stride <= self.seq_len:
+            raise ConfigError(f"tbptt_stride: must be between 1 and seq_len ({self.seq_len}), got {self.tbptt_stride}")
         if not self.lr > 0:
             raise ConfigError(f"lr: must be positive, got {self.lr}")
         if self.cell != "elman" and self.activation != "tanh":

@@ -204,25 +204,32 @@ def min_train_length(batch_size: int, seq_len: int) -> int:
 
 
 class Streams:
-    """B streams over the training ids, served in (T, B) chunks, time-major.
+    """B streams over the training ids, served in (T, B) windows, time-major.
 
-    Stream b holds inputs ids[b*n : (b+1)*n] and targets shifted by one, n = (N-1)//B,
-    so every character but the last is an input exactly once per epoch.
+    Stream b holds inputs ids[b*n : (b+1)*n] and targets shifted by one, n = (N-1)//B.
+    Window k covers positions [k*S, k*S + T) of every stream, S the stride. With S = T
+    (the default) the windows are consecutive chunks and every character but the last is
+    an input exactly once per epoch; with S < T (TBPTT(k1=S, k2=T)) neighbouring windows
+    overlap by T - S characters and the newest S of each window are the ones trained on.
+    The windows are views of the corpus; only the (T, B) chunk served is copied.
     """
 
-    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int):
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, stride: Optional[int] = None):
         B, T = batch_size, seq_len
+        S = T if stride is None else stride
+        if not 1 <= S <= T:
+            raise CharRNNError(f"stride {S} must be between 1 and seq_len {T}")
         n = (len(ids) - 1) // B
         if n < T:
             raise CharRNNError(f"corpus too short for batch_size {B} x seq_len {T}")
-        self.B, self.T, self.n = B, T, n
+        self.B, self.T, self.S, self.n = B, T, S, n
         self.inputs = ids[: B * n].reshape(B, n)  # views: the corpus is never copied
         self.targets = ids[1 : B * n + 1].reshape(B, n)
-        self.chunks_per_epoch = n // T
+        self.chunks_per_epoch = (n - T) // S + 1
 
     def chunk(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Chunk k of the epoch: (inputs, targets), each (T, B) contiguous intp arrays."""
-        sl = slice(k * self.T, (k + 1) * self.T)
+        """Window k of the epoch: (inputs, targets), each (T, B) contiguous intp arrays."""
+        sl = slice(k * self.S, k * self.S + self.T)
         x = np.ascontiguousarray(self.inputs[:, sl].T, dtype=np.intp)
         y = np.ascontiguousarray(self.targets[:, sl].T, dtype=np.intp)
         return x, y

@@ -101,12 +101,17 @@ class Model:
         return self._grads
 
     # -- training ---------------------------------------------------------------------
-    def forward(self, x: np.ndarray, y: np.ndarray, state: list, train: bool = False) -> tuple[float, list]:
+    def forward(self, x: np.ndarray, y: np.ndarray, state: list, train: bool = False,
+                advance: int | None = None) -> tuple[float, list]:
         """Mean loss over the (T, B) targets y, and the state to carry into the next chunk.
 
         train=True applies dropout (when the model has it), with masks drawn from self.rng.
+        advance=k1 < T is TBPTT(k1, k2=T): the next window starts k1 steps later, so the
+        state returned is the one after k1 steps, and only the k1 newest predictions enter
+        the loss (the older T - k1 are context the gradient still flows through).
         """
         T, B = x.shape
+        k1 = T if advance is None else advance
         drop = train and self.dropout > 0
         self._dropped = drop
         h = x
@@ -115,14 +120,14 @@ class Model:
             if drop and i:
                 h = self._drop(i - 1, h)
             h = layer.forward(self.params, h, s0)
-            new_state.append(layer.final_state())
+            new_state.append(layer.final_state(k1))
         if drop:
             h = self._drop(len(self.layers) - 1, h)
-        self._top = h
-        logits = self._logits_buffer(T * B)
-        np.matmul(h.reshape(T * B, self.H), self.params["W_hy"], out=logits)  # (T*B, V)
+        self._top, self._k1 = h, k1
+        logits = self._logits_buffer(k1 * B)
+        np.matmul(h[T - k1 :].reshape(k1 * B, self.H), self.params["W_hy"], out=logits)  # (k1*B, V)
         logits += self.params["b_y"]
-        self._y = y.reshape(-1)
+        self._y = y[T - k1 :].reshape(-1)
         loss = softmax_cross_entropy(logits, self._y)  # logits now hold p = softmax(y)
         return loss, new_state
 
@@ -138,13 +143,15 @@ class Model:
         p[np.arange(N), self._y] -= 1  # d loss / d y = (p - onehot(target)) / N
         p *= 1.0 / N
         T, B, H = self._top.shape
-        top = self._top.reshape(T * B, H)
+        skip = (T - self._k1) * B  # rows of the context steps, outside the loss
+        top = self._top.reshape(T * B, H)[skip:]
         np.matmul(top.T, p, out=grads["W_hy"])
         grads["b_y"] += p.sum(axis=0)
         dh = self._out.get("dh")
         if dh is None or dh.shape != (T * B, H) or dh.dtype != self.dtype:
             dh = self._out["dh"] = np.empty((T * B, H), self.dtype)
-        np.matmul(p, self.params["W_hy"].T, out=dh)
+        dh[:skip] = 0
+        np.matmul(p, self.params["W_hy"].T, out=dh[skip:])
         dh = dh.reshape(T, B, H)
         top = len(self.layers) - 1
         if self._dropped:

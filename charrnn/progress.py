@@ -14,6 +14,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.bar = None
         self.val_loss = None
+        self.clip_fraction = None
 
     def __call__(self, event: dict) -> None:
         kind = event["kind"]
@@ -28,9 +29,13 @@ class Progress:
 
             self.bar = tqdm(total=event["max_steps"], unit="step", file=self.stream, dynamic_ncols=True,
                             disable=not self.stream.isatty(), mininterval=0.5)
-        elif kind == "step" and self.bar is not None:
+        elif kind == "step":
+            self.clip_fraction = event.get("clip_fraction")
+            if self.bar is None:
+                return
             self.bar.update(event["step"] - self.bar.n)
-            post = {"loss": f"{event['loss']:.3f}", "chars/s": f"{event['chars_per_sec']:,.0f}"}
+            post = {"loss": f"{event['loss']:.3f}", "chars/s": f"{event['chars_per_sec']:,.0f}",
+                    "|g|": f"{event['grad_norm']:.2g}", "clipped": f"{event['clip_fraction']:.0%}"}
             if self.val_loss is not None:
                 post["val"] = f"{self.val_loss:.3f}"
             self.bar.set_postfix(post, refresh=False)
@@ -38,8 +43,9 @@ class Progress:
             self.val_loss = event["val_loss"]
             if self.bar is not None and self.bar.disable:
                 # No bar off a terminal (a log file, CI): one line per validation instead.
+                clipped = f", {self.clip_fraction:.0%} of updates clipped" if self.clip_fraction is not None else ""
                 self.message(f"step {event['step']}: val loss {event['val_loss']:.4f}"
-                             + (" (best)" if event["best"] else ""))
+                             + (" (best)" if event["best"] else "") + clipped)
 
     def message(self, text: str) -> None:
         if self.bar is not None:

@@ -101,7 +101,7 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
         start_from = finetune.start(config, vocab, ids)
         config, vocab, ids = start_from.config, start_from.vocab, start_from.ids
     data = split(ids, config.val_fraction, config.batch_size, config.seq_len)
-    streams = Streams(data.train, config.batch_size, config.seq_len)
+    streams = Streams(data.train, config.batch_size, config.seq_len, config.tbptt_stride)
     if not resume:
         _check_out_dir(out, force)
     try:  # now, not at the first save: a bad --out should not cost a training run
@@ -143,13 +143,14 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
     emit({"kind": "start", "vocab_size": len(vocab), "params": model.num_params(),
           "train_chars": len(data.train), "val_chars": meta_base["val_chars"],
           "max_steps": max_steps, "step": run.step,
-          "chars_per_epoch": streams.chunks_per_epoch * streams.B * streams.T})
+          "chars_per_epoch": streams.chunks_per_epoch * streams.B * streams.S})
 
     step, chunk, state = run.step, run.chunk, run.hidden
     train_loss, val_loss, best_val = run.train_loss, run.val_loss, run.best_val
     losses, val_history = run.losses, run.val_history  # the run's history, appended to below
     stale, patience_best = run.stale, run.patience_best  # for --patience
-    chars_per_step = config.batch_size * config.seq_len
+    chars_per_step = config.batch_size * streams.S  # characters the streams advance per update
+    n_updates = n_clipped = 0  # this session's updates, and those whose gradient was clipped
     first_step, before = step, run.elapsed  # where this session starts; time of earlier ones
     start = time.perf_counter() - before  # so elapsed counts the whole run, across resumes
 
@@ -202,7 +203,7 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
                 chunk = 0
                 state = model.zero_state(config.batch_size)
             x, y = streams.chunk(chunk)
-            loss, new_state = model.forward(x, y, state, train=True)
+            loss, new_state = model.forward(x, y, state, train=True, advance=streams.S)
             grads = model.backward()
             norm, clipped = optim.clip(grads, config.clip, config.clip_mode)
             if not (math.isfinite(loss) and math.isfinite(norm)):
@@ -215,12 +216,13 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
             opt.lr = optim.lr_at(config, step + 1, _progress(step, max_steps, time.perf_counter() - start, config))
             opt.step(model.params, grads)
             state, chunk, step = new_state, chunk + 1, step + 1
+            n_updates, n_clipped = n_updates + 1, n_clipped + clipped
             train_loss = loss
             losses.append(loss)
             elapsed = time.perf_counter() - start
             done = finished(elapsed)
             emit({"kind": "step", "step": step, "epoch": step / streams.chunks_per_epoch, "loss": loss,
-                  "grad_norm": norm, "clipped": clipped, "lr": opt.lr,
+                  "grad_norm": norm, "clipped": clipped, "clip_fraction": n_clipped / n_updates, "lr": opt.lr,
                   "chars_per_sec": (step - first_step) * chars_per_step / max(elapsed - before, 1e-9),
                   "elapsed": elapsed})
             if data.val is not None and (step % config.eval_every == 0 or done or stop.signum):

@@ -48,8 +48,7 @@ def assert_error(result, *needles, code=1):
     lines = result.stderr.rstrip("\n").split("\n")
     errors = [line for line in lines if line.startswith("Error: ")]
     assert len(errors) == 1 and errors[0] == lines[-1], result.stderr
-    if code == 1:
-        assert len(lines) == 1, result.stderr
+    assert len(lines) == 1, result.stderr
     for needle in needles:
         assert needle in errors[0], (needle, errors[0])
     return errors[0]
@@ -261,3 +260,18 @@ def test_invalid_utf8_offset_across_read_boundaries(tmp_path, monkeypatch, data,
     with pytest.raises(charrnn.data.CharRNNError) as info:
         charrnn.data.load_corpus(path)
     assert str(info.value) == f"{path} is not valid UTF-8: byte 0x{byte:02x} at offset {offset}"
+
+
+@pytest.mark.parametrize("args", [
+    ["sample", "--temp", "-1"],
+    ["sample", "--length", "-5"],
+    ["train"],
+    ["train", "x.txt", "--hidden-size", "many"],
+    ["no-such-command"],
+])
+def test_usage_errors_are_one_line(args):
+    result = invoke(*args)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ") and "--help" in lines[0]

@@ -89,7 +89,8 @@ def test_stop_at_k_and_resume_is_bitwise_identical(tmp_path, straight, optimizer
     dict(cell="gru", layers=2, dropout=0.3, lr_schedule="cosine", warmup_steps=5),
     dict(cell="elman", layers=2, dropout=0.2, optimizer="sgd", lr_schedule="step", lr_decay_every=9,
          weight_decay=0.01, clip_mode="value", clip=0.5),
-], ids=["lstm-dropout", "gru-dropout-cosine", "elman-dropout-sgd-step-decay-clipvalue"])
+    dict(cell="lstm", tbptt_stride=5),
+], ids=["lstm-dropout", "gru-dropout-cosine", "elman-dropout-sgd-step-decay-clipvalue", "lstm-tbptt-k1-5-k2-16"])
 def test_resume_is_exact_for_every_cell_with_dropout_and_schedules(tmp_path, model):
     """Dropout draws masks from a generator whose state the checkpoint carries; the LSTM
     carries (h, c); schedules follow the restored step. The stop is a Ctrl-C, so the

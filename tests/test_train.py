@@ -76,10 +76,10 @@ def test_state_is_carried_and_reset_only_at_epoch_start(tmp_path, monkeypatch):
     calls = []
     real_forward = Model.forward
 
-    def spy(self, x, y, state, train=False):
+    def spy(self, x, y, state, **kwargs):
         if x.shape == (16, 4):  # training chunks, not validation
             calls.append([h.copy() for h in state])
-        loss, new_state = real_forward(self, x, y, state, train)
+        loss, new_state = real_forward(self, x, y, state, **kwargs)
         if x.shape == (16, 4):
             calls[-1].append([h.copy() for h in new_state])
         return loss, new_state

@@ -1,0 +1,307 @@
+"""Gradient flow across time: how far back the gradient of one step's loss reaches.
+
+Dimensions: T time steps, B windows (run side by side), H hidden units, V vocabulary, K steps back.
+Each window is T = W + K + 1 characters; the first W only warm the state up from zero,
+so that the states the gradient passes through are the ones the model meets in a text.
+For the loss at the window's last step, L_T = -log p_T[target_T], and the top layer:
+
+    g_T     = d L_T / d h_T     = (p_T - onehot(target_T)) W_hy^T
+    g_{t-1} = d L_T / d h_{t-1} = (g_t * act'(a_t)) W_hh^T          (Elman: h_t = act(a_t))
+
+`gradient_flow` reports, for k = 1..K, the mean over the windows of ||g_{T-k}||_2. Each step
+back multiplies by diag(act'(a_t)) W_hh^T: act' is at most 1/4 for sigmoid, at most 1 for
+tanh, and 0 or 1 for ReLU, which is why the three activations lose the gradient at
+different rates. GRU and LSTM layers have their own recursions (below; for an LSTM the
+gradient also travels through the cell state c, and ||d L_T / d h_{T-k}|| is reported).
+
+The layers below the top run their own forward pass, as in training. The top layer is run
+again here in float64, so tiny norms are reported rather than rounded to 0, with its
+backward recursion written out step by step and the norm taken at every step; the
+training hot loop carries no extra work for it.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from .cells import activate, activation_grad
+from .errors import CharRNNError
+
+WARMUP = 32  # characters run before each window, from a zero state
+ACTIVATIONS = ("tanh", "relu", "sigmoid")
+
+
+@dataclass
+class Flow:
+    """Mean ||d L_T / d h_{T-k}|| for k = 1..K, over `windows` windows of a text."""
+
+    activation: str  # the Elman activation, or the cell's name (gru, lstm)
+    windows: int
+    mean_norm: list  # index k-1 holds step k
+    label: str = ""
+    cell: str = "elman"
+    extra: dict = field(default_factory=dict)  # e.g. training figures of the model measured
+
+    @property
+    def steps(self) -> int:
+        return len(self.mean_norm)
+
+    @property
+    def factor_per_step(self) -> float:
+        """Geometric mean of the ratio between neighbouring steps (below 1: vanishing)."""
+        first, last = self.mean_norm[0], self.mean_norm[-1]
+        if self.steps < 2 or first <= 0 or last <= 0 or not math.isfinite(last):
+            return float("nan") if last != 0 else 0.0
+        return (last / first) ** (1.0 / (self.steps - 1))
+
+    def to_dict(self) -> dict:
+        """Plain data for JSON; a norm that overflowed (or a factor that is undefined) is null."""
+        d = asdict(self)
+        d["mean_norm"] = [_finite(v) for v in self.mean_norm]
+        d.update(steps=self.steps, k=list(range(1, self.steps + 1)), factor_per_step=_finite(self.factor_per_step))
+        return d
+
+
+def _finite(v: float) -> Optional[float]:
+    return float(v) if math.isfinite(v) else None
+
+
+def gradient_flow(model, ids: np.ndarray, steps: int = 50, windows: int = 256, warmup: int = WARMUP) -> Flow:
+    """Measure the gradient of the last step's loss k = 1..steps steps back, over evenly spaced windows of ids."""
+    top = model.layers[-1]
+    cell = _CELLS.get(type(top).__name__)
+    if cell is None:
+        raise CharRNNError(f"gradflow measures Elman, GRU and LSTM layers; this model has a {type(top).__name__} layer")
+    T = warmup + steps + 1
+    n_starts = len(ids) - T  # the target after the last input must exist
+    if n_starts < 1:
+        raise CharRNNError(f"the text has {len(ids)} characters; --steps {steps} needs at least {T + 1}")
+    B = min(windows, n_starts)
+    starts = np.unique(np.linspace(0, n_starts - 1, B).astype(np.intp))
+    B = len(starts)
+    x = np.asarray(ids, dtype=np.intp)[starts[None, :] + np.arange(T)[:, None]]  # (T, B)
+    target = np.asarray(ids, dtype=np.intp)[starts + T]  # (B,)
+
+    p = model.params
+    h = x
+    for layer, s0 in zip(model.layers[:-1], model.zero_state(B)):  # the layers below, as in training
+        h = layer.forward(p, h, s0)  # (T, B, H)
+    p64 = {name: p[key].astype(np.float64) for name, key in top.keys.items()}
+    W_x = p64["W_xh"] if "W_xh" in p64 else p64["W_x"]
+    xw = W_x[h] if top.embed else h.astype(np.float64) @ W_x  # (T, B, G*H): x_t W_x, the one-hot as a gather
+    xw += p64["b_h"] if "b_h" in p64 else p64["b"]
+    with np.errstate(over="ignore", invalid="ignore"):
+        h_T, back = cell(top, p64, xw)
+        W_hy = p["W_hy"].astype(np.float64)
+        logits = h_T @ W_hy + p["b_y"]  # (B, V)
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        probs[np.arange(B), target] -= 1
+        g = probs @ W_hy.T  # (B, H): d L_T / d h_T
+        norms = np.empty((steps, B))
+        for k in range(1, steps + 1):
+            g = back(T - k, g)  # d L_T / d h_{T-k}
+            norms[k - 1] = np.sqrt(np.einsum("bh,bh->b", g, g))
+    cell_name = type(top).__name__.lower()
+    return Flow(getattr(top, "activation", cell_name), B, norms.mean(axis=1).tolist(), cell=cell_name)
+
+
+# Each cell below runs the top layer over a window in float64 from a zero state, given the input
+# projections xw (T, B, G*H) = x_t W_x + b, and returns (h_T, back): back(t, g) takes
+# g = d L_T / d h_{t+1} (t counting from 0) and returns d L_T / d h_t, the same recursion as the
+# layer's backward pass with nothing arriving from the outputs in between. back must be called
+# for t = T-1, T-2, ... in turn (the LSTM carries d L_T / d c along).
+
+def _elman(layer, p, xw):
+    """h_t = act(x_t W_xh + h_{t-1} W_hh + b_h);  g_{t-1} = (g_t * act'(a_t)) W_hh^T."""
+    T, B, H = xw.shape
+    hs = np.zeros((T + 1, B, H))
+    for t in range(T):
+        activate(layer.activation, hs[t] @ p["W_hh"] + xw[t], hs[t + 1])
+    W_hhT, dact = p["W_hh"].T, np.empty((B, H))
+
+    def back(t, g):
+        activation_grad(layer.activation, hs[t + 1], dact)
+        return (g * dact) @ W_hhT
+
+    return hs[T], back
+
+
+def _gru(layer, p, xw):
+    """GRU, gates r, z, n:  h_t = (1 - z) n + z h_{t-1},  n = tanh(x_n + r (h_{t-1} W_hn + b_hn))."""
+    T, B, G = xw.shape
+    H = G // 3
+    W_h, b_hn = p["W_h"], p["b_hn"]
+    hs, cache = np.zeros((T + 1, B, H)), []
+    for t in range(T):
+        ah = hs[t] @ W_h  # (B, 3H)
+        ah[:, 2 * H :] += b_hn
+        r = _sigmoid(xw[t, :, :H] + ah[:, :H])
+        z = _sigmoid(xw[t, :, H : 2 * H] + ah[:, H : 2 * H])
+        n = np.tanh(xw[t, :, 2 * H :] + r * ah[:, 2 * H :])
+        hs[t + 1] = n + z * (hs[t] - n)
+        cache.append((r, z, n, ah[:, 2 * H :]))
+    W_hT = W_h.T
+
+    def back(t, g):
+        r, z, n, h_n = cache[t]
+        da_n = g * (1 - z) * (1 - n * n)
+        da_z = g * (hs[t] - n) * z * (1 - z)
+        da_r = da_n * h_n * r * (1 - r)
+        return np.concatenate([da_r, da_z, da_n * r], axis=1) @ W_hT + g * z
+
+    return hs[T], back
+
+
+def _lstm(layer, p, xw):
+    """LSTM, gates i, f, o, g:  c_t = f c_{t-1} + i g,  h_t = o tanh(c_t); state (h, c)."""
+    T, B, G = xw.shape
+    H = G // 4
+    W_h = p["W_h"]
+    h, c, cache = np.zeros((B, H)), np.zeros((B, H)), []
+    for t in range(T):
+        a = xw[t] + h @ W_h  # (B, 4H)
+        i, f, o = (_sigmoid(a[:, j * H : (j + 1) * H]) for j in range(3))
+        gg = np.tanh(a[:, 3 * H :])
+        c_prev, c = c, f * c + i * gg
+        tc = np.tanh(c)
+        h = o * tc
+        cache.append((i, f, o, gg, c_prev, tc))
+    W_hT = W_h.T
+    dc = [np.zeros((B, H))]  # d L_T / d c_t arriving from later steps
+
+    def back(t, g):
+        i, f, o, gg, c_prev, tc = cache[t]
+        dct = dc[0] + g * o * (1 - tc * tc)
+        da = np.concatenate([dct * gg * i * (1 - i), dct * c_prev * f * (1 - f),
+                             g * tc * o * (1 - o), dct * i * (1 - gg * gg)], axis=1)
+        dc[0] = dct * f
+        return da @ W_hT
+
+    return h, back
+
+
+def _sigmoid(a):
+    return 0.5 * (1 + np.tanh(0.5 * a))
+
+
+_CELLS = {"Elman": _elman, "GRU": _gru, "LSTM": _lstm}
+
+
+def flow_of_checkpoint(checkpoint, text: str, steps: int = 50, windows: int = 256) -> Flow:
+    """gradient_flow of a checkpoint (a Checkpoint or a path) on a text."""
+    from . import checkpoint as ckpt
+    from .vocab import describe
+
+    if isinstance(checkpoint, str):
+        checkpoint = ckpt.load(checkpoint)
+    missing = checkpoint.vocab.missing(text)
+    if missing:
+        raise CharRNNError(f"the text has characters the model never saw: {describe(missing)}")
+    model = checkpoint.model()
+    flow = gradient_flow(model, checkpoint.vocab.encode(text), steps, windows)
+    flow.label = flow.activation  # tanh, relu or sigmoid for Elman; gru or lstm
+    return flow
+
+
+def compare_activations(text: str, seconds: float = 5.0, hidden_size: int = 64, steps: int = 50,
+                        windows: int = 256, seed: int = 0, max_steps: Optional[int] = None,
+                        progress: Optional[Callable[[str], None]] = None) -> list:
+    """Train a small Elman model per activation on `text`, and measure each one's gradient flow.
+
+    Returns Flows in pairs per activation: at initialisation, then after `seconds` of
+    training (or `max_steps` updates). The models share everything but the activation.
+    """
+    from . import checkpoint as ckpt
+    from .config import Config
+    from .data import min_train_length
+    from .model import Model
+    from .train import train
+    from .vocab import Vocab
+
+    B, T = 32, 64
+    if len(text) < min_train_length(B, T):
+        raise CharRNNError(f"--compare-activations trains on the text in {B} streams of {T} characters: "
+                           f"it needs at least {min_train_length(B, T)} characters, got {len(text)}")
+    vocab = Vocab.from_text(text)
+    ids = vocab.encode(text)
+    flows = []
+    for act in ACTIVATIONS:
+        config = Config(hidden_size=hidden_size, activation=act, batch_size=B, seq_len=T, lr=3e-3,
+                        max_time=None if max_steps else seconds, max_steps=max_steps,
+                        eval_every=10**9, save_every=10**9, seed=seed)
+        init = Model.from_config(config, len(vocab)).init(seed)  # the model train() starts from
+        flow0 = gradient_flow(init, ids, steps, windows)
+        flow0.label = f"{act}, initialised"
+        if progress:
+            progress(f"training {act} ({hidden_size} hidden units) for {seconds:g} s" if not max_steps
+                     else f"training {act} ({hidden_size} hidden units) for {max_steps} updates")
+        with tempfile.TemporaryDirectory(prefix="charrnn-gradflow-") as out:
+            result = train(config, text=text, out=out)
+            trained = ckpt.load(result.latest).model()
+        flow1 = gradient_flow(trained, ids, steps, windows)
+        flow1.label = f"{act}, trained"
+        flow1.extra = {"updates": result.steps, "seconds": round(result.seconds, 2),
+                       "train_loss": result.train_loss, "val_loss": result.val_loss}
+        flows += [flow0, flow1]
+    return flows
+
+
+def format_table(flows: list) -> str:
+    """k and one column of mean norms per flow, then each flow's factor per step."""
+    labels = [f.label or f.activation for f in flows]
+    w = max(11, *(len(s) for s in labels)) + 2
+    lines = ["mean ||d loss_T / d h_(T-k)|| over windows",
+             f"{'k':>8}" + "".join(f"{s:>{w}}" for s in labels)]
+    for k in range(flows[0].steps):
+        lines.append(f"{k + 1:>8}" + "".join(f"{f.mean_norm[k]:>{w}.3e}" for f in flows))
+    lines.append(f"{'per step':>8}" + "".join(f"{f.factor_per_step:>{w}.3f}" for f in flows))
+    for f in flows:
+        e = f.extra
+        if e:
+            val = f", val loss {e['val_loss']:.3f}" if e.get("val_loss") is not None else ""
+            lines.append(f"{f.label}: {e['updates']} updates in {e['seconds']:g} s, "
+                         f"train loss {e['train_loss']:.3f}{val}")
+    return "\n".join(lines)
+
+
+def require_matplotlib():
+    """pyplot on a file-only backend, or the one-line error naming the extra to install."""
+    from .plot import _pyplot
+
+    return _pyplot()
+
+
+def plot(flows: list, path: str, title: str = "") -> None:
+    """Draw the flows' mean norms against k on a log scale into path (PNG, SVG or PDF by extension)."""
+    plt = require_matplotlib()
+    colors = {"tanh": "tab:blue", "relu": "tab:orange", "sigmoid": "tab:green"}
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    for f in flows:
+        k = np.arange(1, f.steps + 1)
+        y = np.asarray(f.mean_norm, dtype=float)
+        y[~(y > 0)] = np.nan  # a zero or non-finite norm has no place on a log axis
+        dashed = "initialised" in f.label
+        ax.semilogy(k, y, "--" if dashed else "-", color=colors.get(f.activation), label=f.label or f.activation,
+                    linewidth=1.2 if dashed else 2.0)
+    ax.set_xlabel("k (steps back in time)")
+    ax.set_ylabel("mean ||d loss_T / d h_(T-k)||")
+    ax.set_title(title or "gradient flow across time", fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        fig.savefig(path)
+    except OSError as exc:
+        raise CharRNNError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # an extension matplotlib has no writer for
+        raise CharRNNError(f"cannot write {path}: {exc}") from None
+    finally:
+        plt.close(fig)
