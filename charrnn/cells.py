@@ -83,15 +83,8 @@ def scatter_add_rows(target: np.ndarray, ids: np.ndarray, rows: np.ndarray, scra
     target += product
 
 
-class Elman:
-    """One Elman layer. `embed=True` takes ids and gathers rows of W_xh (the one-hot product)."""
-
-    param_names = ("W_xh", "W_hh", "b_h")
-
-    def __init__(self, n_in: int, hidden: int, activation: str = "tanh", embed: bool = False, suffix: str = ""):
-        self.n_in, self.H, self.activation, self.embed = n_in, hidden, activation, embed
-        self.keys = {name: name + suffix for name in self.param_names}
-        self._buffers: dict = {}
+class _HiddenState:
+    """For cells whose whole state is h (Elman, GRU): (B, H), and the next layer sees it as is."""
 
     def zero_state(self, batch: int, dtype) -> np.ndarray:
         return np.zeros((batch, self.H), dtype=dtype)
@@ -104,6 +97,17 @@ class Elman:
     def final_state(self, k: int | None = None) -> np.ndarray:
         """The state after step k (default: the last) of the last forward(), to carry into the next chunk."""
         return self._hs[-1 if k is None else k].copy()
+
+
+class Elman(_HiddenState):
+    """One Elman layer. `embed=True` takes ids and gathers rows of W_xh (the one-hot product)."""
+
+    param_names = ("W_xh", "W_hh", "b_h")
+
+    def __init__(self, n_in: int, hidden: int, activation: str = "tanh", embed: bool = False, suffix: str = ""):
+        self.n_in, self.H, self.activation, self.embed = n_in, hidden, activation, embed
+        self.keys = {name: name + suffix for name in self.param_names}
+        self._buffers: dict = {}
 
     def shapes(self) -> dict:
         k, H = self.keys, self.H
@@ -391,7 +395,7 @@ class LSTM(_Gated):
         return (a[:, 2 * H : 3 * H] * np.tanh(c), c)
 
 
-class GRU(_Gated):
+class GRU(_HiddenState, _Gated):
     """One GRU layer; its state is h, (B, H). Gate order r, z, n; b_hn sits inside r * (...)."""
 
     n_gates = 3
@@ -401,16 +405,6 @@ class GRU(_Gated):
         shapes = super().shapes()
         shapes[self.keys["b_hn"]] = (self.H,)
         return shapes
-
-    def zero_state(self, batch: int, dtype) -> np.ndarray:
-        return np.zeros((batch, self.H), dtype=dtype)
-
-    @staticmethod
-    def output(state: np.ndarray) -> np.ndarray:
-        return state
-
-    def final_state(self, k: int | None = None) -> np.ndarray:
-        return self._hs[-1 if k is None else k].copy()
 
     def forward(self, p: dict, x: np.ndarray, h0: np.ndarray) -> np.ndarray:
         """x: ids (T, B) if embed else (T, B, D); h0 (B, H). Returns h_1..h_T, (T, B, H)."""

@@ -18,27 +18,9 @@ from .errors import CharRNNError
 
 def read_text(path: str) -> str:
     """Read a UTF-8 file ('-' is stdin) with one-line errors a user can act on."""
-    try:
-        if path == "-":
-            raw = sys.stdin.buffer.read()
-            path = "<stdin>"
-        else:
-            if os.path.isdir(path):
-                raise CharRNNError(f"{path} is a directory, not a text file")
-            with open(path, "rb") as fh:
-                raw = fh.read()
-    except FileNotFoundError:
-        raise CharRNNError(f"file not found: {path}") from None
-    except PermissionError:
-        raise CharRNNError(f"permission denied: {path}") from None
-    except OSError as exc:
-        raise CharRNNError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CharRNNError(
-            f"{path} is not valid UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start}"
-        ) from None
+    if path == "-":
+        return _decode(sys.stdin.buffer.read(), 0, "<stdin>")
+    return _decode(b"".join(_file_chunks(path)), 0, path)
 
 
 def read_corpus(paths) -> str:
@@ -65,12 +47,7 @@ def _pieces(paths):
     """Yield (bytes, offset, name) pieces of valid-UTF-8-boundary text from each path."""
     for path in paths:
         name = "<stdin>" if path == "-" else path
-        if path == "-":
-            chunks = iter([sys.stdin.buffer.read()])
-        else:
-            if os.path.isdir(path):
-                raise CharRNNError(f"{path} is a directory, not a text file")
-            chunks = _file_chunks(path)
+        chunks = iter([sys.stdin.buffer.read()]) if path == "-" else _file_chunks(path)
         carry, offset = b"", 0
         for chunk in chunks:
             buf = carry + chunk
@@ -90,6 +67,8 @@ def _pieces(paths):
 
 
 def _file_chunks(path):
+    if os.path.isdir(path):
+        raise CharRNNError(f"{path} is a directory, not a text file")
     try:
         with open(path, "rb") as fh:
             while True:
