@@ -22,7 +22,6 @@ training hot loop carries no extra work for it.
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
@@ -296,12 +295,6 @@ def plot(flows: list, path: str, title: str = "") -> None:
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        fig.savefig(path)
-    except OSError as exc:
-        raise CharRNNError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:  # an extension matplotlib has no writer for
-        raise CharRNNError(f"cannot write {path}: {exc}") from None
-    finally:
-        plt.close(fig)
+    from .plot import save_figure
+
+    save_figure(plt, fig, path)

@@ -51,14 +51,21 @@ def plot(source: str = "checkpoints", output: Optional[str] = None, title: Optio
     ax_norm.set_xlabel("step")
     ax_norm.grid(alpha=0.3)
     fig.tight_layout()
+    save_figure(plt, fig, output)
+    return output
+
+
+def save_figure(plt, fig, path: str) -> None:
+    """Write fig to path (making its directory), close it; failures are one-line CharRNNErrors."""
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-        fig.savefig(output)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        fig.savefig(path)
     except OSError as exc:
-        raise CharRNNError(f"cannot write {output}: {exc.strerror or exc}") from None
+        raise CharRNNError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # an extension matplotlib has no writer for
+        raise CharRNNError(f"cannot write {path}: {exc}") from None
     finally:
         plt.close(fig)
-    return output
 
 
 def _pyplot():
