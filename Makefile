@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 train: $(STAMP)
-	$(BIN)/charrnn train data/shakespeare.txt --config configs/default.yaml
+	$(BIN)/charrnn train data/shakespeare.txt --config configs/default.yaml --force
 	$(BIN)/charrnn sample --length 600 --seed 1
 
 test: $(STAMP)
