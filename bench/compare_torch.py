@@ -40,8 +40,8 @@ print(json.dumps({"chars_per_sec": sample_speed(Config(hidden_size=H), V, 1, cha
 """
 
 
-def run(cmd: list) -> str:
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+def run(cmd: list, env: dict | None = None) -> str:
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, **(env or {})})
     if out.returncode:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{out.stderr.strip()}")
     return out.stdout
@@ -58,7 +58,9 @@ def torch_train(py, corpus, H, B, T, steps):
 
 
 def charrnn_sample(H, V):
-    return json.loads(run([sys.executable, "-c", CHARRNN_SAMPLE, str(H), str(V)]))["chars_per_sec"]
+    # As `charrnn sample` runs: one BLAS thread unless the user set OPENBLAS_NUM_THREADS.
+    env = {"OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}
+    return json.loads(run([sys.executable, "-c", CHARRNN_SAMPLE, str(H), str(V)], env))["chars_per_sec"]
 
 
 def torch_sample(py, H):
