@@ -355,12 +355,9 @@ class LSTM(_Gated):
         da, dtc, dh, dc, tmp = buf["da"], buf["dtc"], buf["dh"], buf["dc"], buf["tmpH"]
         # Activation derivatives for the whole chunk in a few vectorised passes:
         # sigmoid' = s (1 - s) for i, f, o; tanh' = 1 - g^2; and 1 - tanh(c)^2.
-        np.subtract(1, g[..., : 3 * H], out=da[..., : 3 * H])
-        da[..., : 3 * H] *= g[..., : 3 * H]
-        np.multiply(g[..., 3 * H :], g[..., 3 * H :], out=da[..., 3 * H :])
-        np.subtract(1, da[..., 3 * H :], out=da[..., 3 * H :])
-        np.multiply(tc, tc, out=dtc)
-        np.subtract(1, dtc, out=dtc)
+        activation_grad("sigmoid", g[..., : 3 * H], da[..., : 3 * H])
+        activation_grad("tanh", g[..., 3 * H :], da[..., 3 * H :])
+        activation_grad("tanh", tc, dtc)
         W_hT = np.ascontiguousarray(W_h.T)  # (4H, H)
         dh.fill(0)  # d loss / d h_t arriving from step t+1
         dc.fill(0)  # d loss / d c_t arriving from step t+1
@@ -445,10 +442,8 @@ class GRU(_HiddenState, _Gated):
         g, gh, h = buf["g"], buf["gh"], buf["h"]
         dgx, dgh, dh, tmp, tmp2 = buf["dgx"], buf["dgh"], buf["dh"], buf["tmpH"], buf["tmp2"]
         # Derivatives for the whole chunk: r (1 - r), z (1 - z), 1 - n^2.
-        np.subtract(1, g[..., : 2 * H], out=dgx[..., : 2 * H])
-        dgx[..., : 2 * H] *= g[..., : 2 * H]
-        np.multiply(g[..., 2 * H :], g[..., 2 * H :], out=dgx[..., 2 * H :])
-        np.subtract(1, dgx[..., 2 * H :], out=dgx[..., 2 * H :])
+        activation_grad("sigmoid", g[..., : 2 * H], dgx[..., : 2 * H])
+        activation_grad("tanh", g[..., 2 * H :], dgx[..., 2 * H :])
         W_hT = np.ascontiguousarray(W_h.T)  # (3H, H)
         dh.fill(0)
         for t in range(T - 1, -1, -1):
