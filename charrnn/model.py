@@ -253,12 +253,7 @@ def map_state(fn, state: list) -> list:
 
 def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray) -> float:
     """Mean -log softmax(logits)[target] over rows; leaves softmax probabilities in logits."""
-    N = logits.shape[0]
-    rows = np.arange(N)
-    logits -= logits.max(axis=1, keepdims=True)
-    target_logit = logits[rows, targets].astype(np.float64)
-    np.exp(logits, out=logits)
-    sums = logits.sum(axis=1, dtype=np.float64)
+    target_logit, sums = _exp_shifted(logits, targets)
     loss = float(np.mean(np.log(sums) - target_logit))
     logits /= sums.astype(logits.dtype)[:, None]
     return loss
@@ -266,8 +261,15 @@ def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray) -> float:
 
 def softmax_nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """-log softmax(logits)[target] per row, float64 (N,); logits (N, V) are overwritten."""
+    target_logit, sums = _exp_shifted(logits, targets)
+    return np.log(sums) - target_logit
+
+
+def _exp_shifted(logits: np.ndarray, targets: np.ndarray) -> tuple:
+    """In place logits -> exp(logits - row max); returns the shifted target logits and the
+    row sums, both float64 (the max shift keeps exp() from overflowing)."""
     rows = np.arange(logits.shape[0])
     logits -= logits.max(axis=1, keepdims=True)
     target_logit = logits[rows, targets].astype(np.float64)
     np.exp(logits, out=logits)
-    return np.log(logits.sum(axis=1, dtype=np.float64)) - target_logit
+    return target_logit, logits.sum(axis=1, dtype=np.float64)
