@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -296,6 +295,11 @@ def _check_floats(bad, what: str, a: np.ndarray, dtype: np.dtype) -> None:
 
 def _is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
+
+
+def as_checkpoint(checkpoint) -> Checkpoint:
+    """A loaded Checkpoint as it is; a path loaded (the library's functions take either)."""
+    return load(checkpoint) if isinstance(checkpoint, str) else checkpoint
 
 
 def find(directory: str = "checkpoints") -> str:

@@ -27,10 +27,9 @@ def encode_lines(checkpoint, lines, skip_unknown: bool = False) -> tuple:
 
     Line numbers are 1-based and say which input line each row belongs to.
     """
-    from . import checkpoint as ckpt
+    from .checkpoint import as_checkpoint
 
-    if isinstance(checkpoint, str):
-        checkpoint = ckpt.load(checkpoint)
+    checkpoint = as_checkpoint(checkpoint)
     if isinstance(lines, str):
         lines = split_lines(lines)
     vocab = checkpoint.vocab

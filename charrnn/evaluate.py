@@ -48,15 +48,10 @@ def score_ids(model, ids: np.ndarray, streams: int = 1) -> Score:
 
 def evaluate(checkpoint, text: str) -> Score:
     """Score a text with a checkpoint (a Checkpoint or a path), as `charrnn eval` does."""
-    from . import checkpoint as ckpt
+    from .checkpoint import as_checkpoint
 
-    if isinstance(checkpoint, str):
-        checkpoint = ckpt.load(checkpoint)
-    missing = checkpoint.vocab.missing(text)
-    if missing:
-        from .vocab import describe
-
-        raise CharRNNError(f"the text has characters the model never saw: {describe(missing)}")
+    checkpoint = as_checkpoint(checkpoint)
+    checkpoint.vocab.require(text)
     return score_ids(checkpoint.model(), checkpoint.vocab.encode(text))
 
 
@@ -85,11 +80,10 @@ def score_lines(checkpoint, text: str, reset: bool = False) -> list:
     reset=True from a zero state and a newline, as if the line were the whole text.
     The first line always starts from a zero state and a newline.
     """
-    from . import checkpoint as ckpt
     from .batching import check_known, length_batches, pad, split_lines
+    from .checkpoint import as_checkpoint
 
-    if isinstance(checkpoint, str):
-        checkpoint = ckpt.load(checkpoint)
+    checkpoint = as_checkpoint(checkpoint)
     vocab = checkpoint.vocab
     if "\n" not in vocab:
         raise CharRNNError("per-line scores need a model that knows the newline character")

@@ -195,14 +195,10 @@ _CELLS = {"Elman": _elman, "GRU": _gru, "LSTM": _lstm}
 
 def flow_of_checkpoint(checkpoint, text: str, steps: int = 50, windows: int = 256) -> Flow:
     """gradient_flow of a checkpoint (a Checkpoint or a path) on a text."""
-    from . import checkpoint as ckpt
-    from .vocab import describe
+    from .checkpoint import as_checkpoint
 
-    if isinstance(checkpoint, str):
-        checkpoint = ckpt.load(checkpoint)
-    missing = checkpoint.vocab.missing(text)
-    if missing:
-        raise CharRNNError(f"the text has characters the model never saw: {describe(missing)}")
+    checkpoint = as_checkpoint(checkpoint)
+    checkpoint.vocab.require(text)
     model = checkpoint.model()
     flow = gradient_flow(model, checkpoint.vocab.encode(text), steps, windows)
     flow.label = flow.activation  # tanh, relu or sigmoid for Elman; gru or lstm

@@ -92,10 +92,9 @@ class Generation:
 
     def __init__(self, checkpoint, num_samples, length, temperature, prime, seed, top_k,
                  stop_at=None, logprobs=False):
-        from . import checkpoint as ckpt
+        from .checkpoint import as_checkpoint
 
-        if isinstance(checkpoint, str):
-            checkpoint = ckpt.load(checkpoint)
+        checkpoint = as_checkpoint(checkpoint)
         if num_samples < 1:
             raise CharRNNError(f"num-samples must be at least 1, got {num_samples}")
         if length < 0:
@@ -107,9 +106,7 @@ class Generation:
         self.vocab = vocab = checkpoint.vocab
         from .vocab import describe
 
-        missing = vocab.missing(prime) if prime else []
-        if missing:
-            raise CharRNNError(f"the prime has characters the model never saw: {describe(missing)}")
+        vocab.require(prime, "the prime")
         if stop_at == "":
             raise CharRNNError("the stop string is empty")
         if stop_at and vocab.missing(stop_at):

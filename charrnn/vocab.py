@@ -55,6 +55,12 @@ class Vocab:
         cps = np.unique(_codepoints(text))
         return [chr(c) for c in cps[~np.isin(cps, self.codepoints)].tolist()]
 
+    def require(self, text: str, what: str = "the text") -> None:
+        """Raise CharRNNError naming the characters of `text` the vocabulary lacks, if any."""
+        missing = self.missing(text)
+        if missing:
+            raise CharRNNError(f"{what} has characters the model never saw: {describe(missing)}")
+
     def encode(self, text: str) -> np.ndarray:
         """Text -> ids, in the smallest dtype; raises CharRNNError naming unknown characters."""
         cps = _codepoints(text)

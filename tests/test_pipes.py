@@ -7,9 +7,7 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 
-import pytest
 
 CHARRNN = os.path.join(os.path.dirname(sys.executable), "charrnn")
 

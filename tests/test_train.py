@@ -12,7 +12,6 @@ from charrnn.config import resolve
 from charrnn.data import Streams, split
 from charrnn.model import Model
 from charrnn.train import train
-from charrnn.vocab import Vocab
 
 from conftest import CONFIGS, DATA, TINY_TEXT, tiny_config
 
