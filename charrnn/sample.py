@@ -109,9 +109,9 @@ class Generation:
         vocab.require(prime, "the prime")
         if stop_at == "":
             raise CharRNNError("the stop string is empty")
-        if stop_at and vocab.missing(stop_at):
-            raise CharRNNError(f"the stop string has characters the model never produces: "
-                               f"{describe(vocab.missing(stop_at))}")
+        unproducible = vocab.missing(stop_at) if stop_at else []
+        if unproducible:
+            raise CharRNNError(f"the stop string has characters the model never produces: {describe(unproducible)}")
         self.model = checkpoint.model()
         self.N, self.length, self.temperature, self.top_k = num_samples, length, temperature, top_k
         self.prime, self.want_logprobs = prime, logprobs
