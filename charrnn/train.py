@@ -127,11 +127,11 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
     else:
         model = Model.from_config(config, len(vocab)).init(config.seed)
     # Dropout's masks come from their own generator, so changing dropout leaves the
-    # initialisation alone; its state is model.rng.bit_generator.state.
-    model.rng = np.random.default_rng([config.seed, 1])
+    # initialisation alone; the loop passes it to every training forward.
+    dropout_rng = np.random.default_rng([config.seed, 1])
     opt = optim.from_config(config, model.params)
     state = model.zero_state(config.batch_size)
-    run = RunState(hidden=state, rngs={"dropout": model.rng})  # every generator the loop draws from
+    run = RunState(hidden=state, rngs={"dropout": dropout_rng})  # every generator the loop draws from
     if resume:
         run.restore(saved, config, model, opt, streams.chunks_per_epoch)
         run.best_val = _best_seen(best, run.best_val)
@@ -203,7 +203,7 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
                 chunk = 0
                 state = model.zero_state(config.batch_size)
             x, y = streams.chunk(chunk)
-            loss, new_state = model.forward(x, y, state, train=True, advance=streams.S)
+            loss, new_state = model.forward(x, y, state, train=True, advance=streams.S, rng=run.rngs["dropout"])
             grads = model.backward()
             norm, clipped = optim.clip(grads, config.clip, config.clip_mode)
             if not (math.isfinite(loss) and math.isfinite(norm)):
