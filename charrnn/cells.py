@@ -37,6 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import threads
+
 
 def activate(name: str, a: np.ndarray, out: np.ndarray) -> np.ndarray:
     """out = act(a), in place when out is a."""
@@ -115,6 +117,13 @@ class Workspace:
                 self._arrays.clear()
             a = self._arrays[key] = np.empty(shape, dtype)
         return a
+
+    def zeros(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        """Like get, but all zeros when made (the caller leaves it so)."""
+        key = (name, shape, np.dtype(dtype))
+        if key not in self._arrays:
+            self.get(name, shape, dtype).fill(0)
+        return self._arrays[key]
 
 
 @dataclass
@@ -264,47 +273,18 @@ class Cell:
             fm = self.ws.get("dhs", (T, self.H, B), dt)
             np.copyto(fm, dhs.transpose(0, 2, 1))
             dhs = fm
-        dgx, dgh = self._recur_back(p, dhs, tr, need_dstate0, dcs)
-        dx = self._weight_grads(p, grads, tr, dgx, dgh, need_dx)
+        dgx, dgh = self._grad_buffers(T, B, dt)
+        tail = _Tail(self, p, grads, dgx, dgh, need_dx)
+        self._recur_back(p, dhs, tr, dgx, dgh, need_dstate0, dcs, tail.step_done)
+        dx = tail.finish()
         if dx is None or feature_major:
             return dx
         return dx.transpose(0, 2, 1)
 
-    def _weight_grads(self, p: dict, grads: dict, tr: Trace, dgx: np.ndarray, dgh: np.ndarray, need_dx: bool):
-        """Add the weight gradients from d loss / d pre-activations (T, G*H, B); return d loss / d x.
-
-        dgx is the input side's (x_t W_x + b), dgh the recurrent side's (h_{t-1} W_h): the same
-        array except in the GRU.
-        """
-        T, GH, B = dgx.shape
-        H, dt = self.H, dgx.dtype
-        N = T * B
-        dgxP = self.ws.get("dgxP", (GH, T, B), dt)  # (G*H, T*B): step-major columns for the products
-        np.copyto(dgxP, dgx.transpose(1, 0, 2))
-        dgx2 = dgxP.reshape(GH, N)
-        if dgh is dgx:
-            dgh2 = dgx2
-        else:
-            dghP = self.ws.get("dghP", (GH, T, B), dt)
-            np.copyto(dghP, dgh.transpose(1, 0, 2))
-            dgh2 = dghP.reshape(GH, N)
-        dW = self.ws.get("dW", (max(self.n_in, H), GH), dt)
-        h_prev = tr.hP[:, :T].reshape(H, N)  # h_0..h_{T-1}
-        np.matmul(h_prev, dgh2.T, out=dW[:H])  # sum over t of h_{t-1} dg_t^T
-        grads[self.key_h] += dW[:H]
-        grads[self.key_b] += dgx2.sum(axis=1)
-        self._extra_grads(grads, dgh2)
-        if self.embed:
-            scatter_add_rows(grads[self.key_x], tr.x.reshape(-1), dgx2.T, self._scatter)
-            return None
-        x2 = tr.x2 if tr.x2 is not None else _columns(tr.x, self.ws)
-        np.matmul(x2, dgx2.T, out=dW[: self.n_in])
-        grads[self.key_x] += dW[: self.n_in]
-        if not need_dx:
-            return None
-        dx = self.ws.get("dx", (T, self.n_in, B), dt)
-        np.matmul(p[self.key_x], dgx, out=dx)  # one product per step, (D, G*H) @ (G*H, B)
-        return dx
+    def _grad_buffers(self, T: int, B: int, dt) -> tuple:
+        """Where the recurrence leaves d loss / d pre-activations, input side and recurrent side."""
+        da = self.ws.get("da", (T, self.n_gates * self.H, B), dt)
+        return da, da
 
     def _extra_grads(self, grads: dict, dgh2: np.ndarray) -> None:
         """Gradients of parameters beyond W_x, W_h, b, from d loss / d (h_{t-1} W_h) (G*H, T*B)."""
@@ -313,6 +293,83 @@ class Cell:
     def _input_row(self, p: dict, x: np.ndarray) -> np.ndarray:
         W_x = p[self.key_x]
         return (W_x[x] if self.embed else x @ W_x) + p[self.key_b]
+
+
+BLOCK_COLUMNS = 256  # the weight products run over blocks of at least this many (step, stream) columns
+
+
+class _Tail:
+    """The weight-gradient products of one backward pass, a block of steps at a time.
+
+    The recurrence runs from the last step down and hands each finished block over
+    (`step_done`); its products (d W_h, d W_x or the one-hot scatter, d b, d x) run on the
+    worker thread beside the recurrence when there is one (threads.py), else at once. The
+    blocks depend on (T, B) alone and are summed in the same order either way, so the
+    gradients are the same bit for bit. Every buffer is made here, on the calling thread.
+    """
+
+    def __init__(self, cell: Cell, p: dict, grads: dict, dgx: np.ndarray, dgh: np.ndarray, need_dx: bool):
+        T, GH, B = dgx.shape
+        tr, ws, dt = cell.trace, cell.ws, dgx.dtype
+        self.cell, self.p, self.grads, self.dgx, self.dgh, self.tr = cell, p, grads, dgx, dgh, tr
+        self.B, self.T = B, T
+        self.K = max(1, -(-BLOCK_COLUMNS // B))  # steps per block
+        self.dgxP = ws.get("dgxP", (GH, T, B), dt)  # (G*H, T*B): steps side by side for the products
+        self.dghP = self.dgxP if dgh is dgx else ws.get("dghP", (GH, T, B), dt)
+        self.dW = ws.get("dW", (max(cell.n_in, cell.H), GH), dt)
+        if cell.embed:
+            self.ids = tr.x.reshape(-1)
+            self.onehot = ws.zeros("onehot", (p[cell.key_x].shape[0], T * B), dt)  # zeros between uses
+            self.columns = np.arange(T * B)
+        else:
+            self.x2 = tr.x2 if tr.x2 is not None else _columns(tr.x, ws)
+        self.dx = ws.get("dx", (T, cell.n_in, B), dt) if need_dx and not cell.embed else None
+        self.worker = threads.worker()
+        self.futures: list = []
+
+    def step_done(self, t: int) -> None:
+        """Steps t.. are final: hand over the block that starts at t, if one does."""
+        if t % self.K == 0:
+            t1 = min(t + self.K, self.T)
+            if self.worker is None:
+                self._block(t, t1)
+            else:
+                self.futures.append(self.worker.submit(self._block, t, t1))
+
+    def finish(self):
+        """Wait for the blocks; d loss / d x (T, D, B), or None."""
+        for f in self.futures:
+            f.result()
+        return self.dx
+
+    def _block(self, t0: int, t1: int) -> None:
+        cell, grads, H, B = self.cell, self.grads, self.cell.H, self.B
+        n = (t1 - t0) * B
+        dgx = self.dgxP[:, t0:t1]
+        np.copyto(dgx, self.dgx[t0:t1].transpose(1, 0, 2))
+        dgx = dgx.reshape(-1, n)
+        dgh = self.dghP[:, t0:t1]
+        if self.dghP is not self.dgxP:
+            np.copyto(dgh, self.dgh[t0:t1].transpose(1, 0, 2))
+        dgh = dgh.reshape(-1, n)
+        dW = self.dW[:H]
+        np.matmul(self.tr.hP[:, t0:t1].reshape(H, n), dgh.T, out=dW)  # sum over t of h_{t-1} dg_t^T
+        grads[cell.key_h] += dW
+        grads[cell.key_b] += dgx.sum(axis=1)
+        cell._extra_grads(grads, dgh)
+        if cell.embed:  # d W_x[id] += dg: the one-hot's transpose as a product, one_hot^T (V, n) @ dg^T
+            cols, ids = self.columns[t0 * B : t1 * B], self.ids[t0 * B : t1 * B]
+            onehot = self.onehot[:, t0 * B : t1 * B]
+            self.onehot[ids, cols] = 1
+            dW = self.dW[: self.onehot.shape[0]]
+            np.matmul(onehot, dgx.T, out=dW)
+            self.onehot[ids, cols] = 0
+        else:
+            dW = self.dW[: cell.n_in]
+            np.matmul(self.x2[:, t0 * B : t1 * B], dgx.T, out=dW)
+        grads[cell.key_x] += dW
+        if self.dx is not None:
+            np.matmul(self.p[cell.key_x], self.dgx[t0:t1], out=self.dx[t0:t1])  # (D, G*H) @ (G*H, B) per step
 
 
 def _columns(x: np.ndarray, ws: Workspace) -> np.ndarray:
@@ -338,20 +395,22 @@ class Elman(Cell):
             ht += a[t]
             activate(act, ht, ht)
 
-    def _recur_back(self, p: dict, dhs: np.ndarray, tr: Trace, need_dstate0: bool, dcs):
+    def _grad_buffers(self, T: int, B: int, dt) -> tuple:
+        return self.trace.gates, self.trace.gates  # the input projections are spent: d loss / d a goes there
+
+    def _recur_back(self, p: dict, dhs: np.ndarray, tr: Trace, da, _, need_dstate0: bool, dcs, done):
         W_hh = p[self.key_h]
         T, H, B = dhs.shape
-        da = tr.gates  # the pre-activations are not needed any more: d loss / d a goes here
         activation_grad(self.activation, tr.h[1:], da)  # act'(a_t), all steps in one pass
         dh = self.ws.get("dh", (H, B), da.dtype)
         dh.fill(0)  # d loss / d h_t arriving from step t+1
         for t in range(T - 1, -1, -1):
             dh += dhs[t]
             da[t] *= dh
+            done(t)
             if t or need_dstate0:
                 np.matmul(W_hh, da[t], out=dh)  # (H, H) @ (H, B)
         self.dstate0 = dh.T.copy() if need_dstate0 else None
-        return da, da
 
     def step(self, p: dict, x: np.ndarray, h: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """One time step for generation: x ids (B,) or (B, D), h (B, H) -> out (B, H), the new state."""
@@ -415,12 +474,11 @@ class LSTM(Cell):
             np.tanh(ct, out=tc[t])
             np.multiply(o, tc[t], out=h[t + 1])
 
-    def _recur_back(self, p: dict, dhs: np.ndarray, tr: Trace, need_dstate0: bool, dcs):
+    def _recur_back(self, p: dict, dhs: np.ndarray, tr: Trace, da, _, need_dstate0: bool, dcs, done):
         W_h = p[self.key_h]
         T, H, B = dhs.shape
         g, c, tc = tr.gates, tr.c, tr.tanh_c
         dt = g.dtype
-        da = self.ws.get("da", (T, 4 * H, B), dt)
         g4, q = g.reshape(T, 4, H, B), da.reshape(T, 4, H, B)
         qc = self.ws.get("qc", (T, H, B), dt)
         # Every factor that does not depend on the gradient, for all steps in a few passes:
@@ -451,10 +509,10 @@ class LSTM(Cell):
             qt[2] *= dh  # d a_o
             qt[3] *= dc  # d a_g
             dc *= g4[t, 1]  # d loss / d c_{t-1} = dc f
+            done(t)
             if t or need_dstate0:
                 np.matmul(W_h, da[t], out=dh)  # d loss / d h_{t-1} through the gates
         self.dstate0 = (dh.T.copy(), dc.T.copy()) if need_dstate0 else None
-        return da, da
 
     def step(self, p: dict, x: np.ndarray, state: tuple) -> tuple:
         """One time step for generation: x ids (B,) or (B, D), state (h, c) -> new (h, c)."""
@@ -506,12 +564,14 @@ class GRU(Cell):
             ht *= z
             ht += n
 
-    def _recur_back(self, p: dict, dhs: np.ndarray, tr: Trace, need_dstate0: bool, dcs):
+    def _grad_buffers(self, T: int, B: int, dt) -> tuple:
+        return self.ws.get("dgx", (T, 3 * self.H, B), dt), self.ws.get("dgh", (T, 3 * self.H, B), dt)
+
+    def _recur_back(self, p: dict, dhs: np.ndarray, tr: Trace, dgx, dgh, need_dstate0: bool, dcs, done):
         W_h = p[self.key_h]
         T, H, B = dhs.shape
         g, h, hn = tr.gates, tr.h, tr.hn
         dt = g.dtype
-        dgx, dgh = self.ws.get("dgx", (T, 3 * H, B), dt), self.ws.get("dgh", (T, 3 * H, B), dt)
         g3, q = g.reshape(T, 3, H, B), dgx.reshape(T, 3, H, B)
         # The factors that do not depend on the gradient, all steps at once:
         # d a_z = dh (h_{t-1} - n) z(1-z), d a_n = dh (1-z)(1-n^2), d a_r = d a_n hn r(1-r).
@@ -533,12 +593,12 @@ class GRU(Cell):
             qt[0] *= qt[2]  # d a_r
             dgh[t, : 2 * H] = dgx[t, : 2 * H]
             np.multiply(qt[2], g3[t, 0], out=dgh3[t, 2])  # d h_n = d a_n r
+            done(t)
             if t or need_dstate0:
                 np.multiply(dh, g3[t, 1], out=direct)  # the path h_{t-1} -> h_t: dh z
                 np.matmul(W_h, dgh[t], out=dh)
                 dh += direct
         self.dstate0 = dh.T.copy() if need_dstate0 else None
-        return dgx, dgh
 
     def _extra_grads(self, grads: dict, dgh2: np.ndarray) -> None:
         grads[self.keys["b_hn"]] += dgh2[2 * self.H :].sum(axis=1)  # b_hn enters as h_n does
