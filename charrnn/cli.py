@@ -365,6 +365,23 @@ def gradflow(file, checkpoint, steps, windows, as_json, plot_path, compare_activ
 
 
 @main.command()
+@click.argument("target", default=DEFAULT_DIR, required=False, metavar="[CHECKPOINT|DIR]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: a list of rows for a directory, one object for a checkpoint.")
+@friendly_errors
+def info(target, as_json):
+    """List a run directory's checkpoints (step, epoch, losses, time), or describe one checkpoint
+    (model, vocabulary, corpus, config, how it was trained). [default: checkpoints]"""
+    from .info import describe, format_description, format_listing, list_dir
+
+    if os.path.isdir(target):
+        entries = list_dir(target)
+        click.echo(json.dumps([e.to_dict() for e in entries]) if as_json else format_listing(target.rstrip("/"), entries))
+    else:
+        d = describe(target)
+        click.echo(json.dumps(d, ensure_ascii=False) if as_json else format_description(d))
+
+
+@main.command()
 @click.option("--word", default="hello", show_default=True, help="The text to learn.")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Training updates [default: 300, as configs/hello.yaml].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the initial weights.")
