@@ -121,15 +121,19 @@ def config_options(fn):
 def train(corpus, config_file, out, force, resume, quiet, **overrides):
     """Train on CORPUS (UTF-8 text files, or - for stdin; several are concatenated)."""
     from .config import resolve
+    from .metrics import FILENAME, MetricsRecorder
     from .progress import Progress
     from .resume import load_latest
-    from .training import Interrupted, train as run
+    from .training import Interrupted, Run, fan_out, prepare_out
 
-    out = run_dir(corpus, resume, out)
-    config = resolve(config_file, overrides, base=load_latest(out).meta["config"] if resume is not None else None)
+    out, resume = run_dir(corpus, resume, out), resume is not None
+    config = resolve(config_file, overrides, base=load_latest(out).meta["config"] if resume else None)
     progress = Progress(quiet)
+    metrics = MetricsRecorder(os.path.join(out, FILENAME), config.log_every)
     try:
-        result = run(config, list(corpus), out=out, callback=progress, force=force, resume=resume is not None)
+        run = Run(config, list(corpus), out, callback=fan_out([progress, metrics]), resume=resume)
+        prepare_out(out, force, resume)
+        result = run.train()
     except Interrupted as exc:
         progress.close()
         click.echo(f"charrnn: {exc}", err=True)
