@@ -158,7 +158,7 @@ def train(corpus, config_file, out, force, resume, quiet, **overrides):
     overrides["encoding"] = encoding_option(overrides.get("encoding"), overrides.pop("bytes"))
     out = run_dir(corpus, resume, out)
     config = resolve(config_file, overrides, base=load_latest(out).meta["config"] if resume is not None else None)
-    progress = Progress(quiet)
+    progress = Progress(quiet, max_time=config.max_time)
     try:
         result = run(config, list(corpus), out=out, callback=progress, force=force, resume=resume is not None)
     except Interrupted as exc:
