@@ -3,7 +3,8 @@
 
 A refactor that claims "behaviour unchanged" must leave these bitwise the same: the
 parameters, the optimizer state, the carried hidden state, the run history and the
-metadata (less the wall-clock fields). Runs: each cell (two layers, dropout, validation,
+metadata (less the wall-clock fields; the config is hashed on its own, as meta/config,
+since a new Config field changes it without changing the run). Runs: each cell (two layers, dropout, validation,
 a TBPTT stride), a run stopped and resumed, and a fine-tune onto new characters.
 
 usage: python bench/fingerprint.py [--out FILE.json] [--compare FILE.json]
@@ -48,11 +49,17 @@ def hashes(path: str) -> dict:
                 meta = {k: v for k, v in json.loads(str(a)).items() if k not in WALL_CLOCK}
                 if meta["config"].get("init_from"):  # a temporary directory's name
                     meta["config"]["init_from"] = os.path.basename(meta["config"]["init_from"])
+                # The config apart: a field added to Config changes it, not the run.
+                out["meta/config"] = _sha(json.dumps(meta.pop("config"), sort_keys=True).encode())
                 data = json.dumps(meta, sort_keys=True).encode()
             else:
                 data = a.dtype.str.encode() + repr(a.shape).encode() + np.ascontiguousarray(a).tobytes()
-            out[name] = hashlib.sha256(data).hexdigest()
+            out[name] = _sha(data)
     return out
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def fingerprint() -> dict:

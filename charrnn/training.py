@@ -125,7 +125,7 @@ class Run:
         self.out, self.resuming = out, resume
         self.latest = None if out is None else os.path.join(out, "latest.npz")
         self.best = None if out is None else os.path.join(out, "best.npz")
-        self.corpus = _read_corpus(corpus, text)
+        self.corpus = _read_corpus(corpus, text, config.encoding)
         self.config, self.vocab, self.ids = config, self.corpus.vocab, self.corpus.ids
         self.saved = self.fine_tune = None
         if resume:
@@ -331,7 +331,7 @@ class Run:
         return (self.state.step - self.first_step) * self.chars_per_step / max(elapsed - self.before, 1e-9)
 
 
-def _read_corpus(corpus, text: Optional[str]) -> Corpus:
+def _read_corpus(corpus, text: Optional[str], encoding: str) -> Corpus:
     if text is not None:
         if not text:
             raise CharRNNError("the corpus is empty")
@@ -339,7 +339,7 @@ def _read_corpus(corpus, text: Optional[str]) -> Corpus:
         return Corpus(vocab.encode(text), vocab, text_hash(text))
     if corpus is None:
         raise CharRNNError("no corpus given")
-    return load_corpus(corpus)
+    return load_corpus(corpus, encoding)
 
 
 def _best_seen(best: str, restored: Optional[float]) -> Optional[float]:
