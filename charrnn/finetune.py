@@ -61,7 +61,7 @@ def start(config: Config, vocab: Vocab, ids: np.ndarray) -> Start:
     """Load config.init_from and set up a run on ids (in `vocab`'s ids) from its weights."""
     from . import checkpoint as ckpt
 
-    checkpoint = ckpt.load(config.init_from)
+    checkpoint = ckpt.require_lm(ckpt.load(config.init_from), "--init-from")
     old = checkpoint.config
     changed = [k for k in ARCHITECTURE if getattr(config, k) != getattr(old, k)]
     model, union, added = extend(checkpoint, vocab, config)
