@@ -106,6 +106,21 @@ def single_threaded_blas() -> None:
         os.environ.setdefault(var, "1")
 
 
+def encoding_options(fn):
+    """--encoding and --bytes for a command that reads text for a trained model."""
+    fn = click.option("--bytes", "bytes", is_flag=True, help="Read FILE as bytes (a model trained with --bytes does anyway).")(fn)
+    return click.option("--encoding", default=None,
+                        help="Read FILE in this encoding [default: the one the model was trained with].")(fn)
+
+
+def read_for(model, file, encoding, as_bytes) -> str:
+    """FILE read as the model's training text was, unless --encoding says otherwise; a
+    byte-level model and a character model never read each other's input."""
+    from .data import read_text, reading_encoding
+
+    return read_text(file, reading_encoding(model.config.encoding, encoding_option(encoding, as_bytes)))
+
+
 def config_options(fn):
     """One --flag per Config field (hidden_size -> --hidden-size), help from the dataclass."""
     from .config import Config, field_type
@@ -119,6 +134,20 @@ def config_options(fn):
     return fn
 
 
+def bytes_option(fn):
+    # The parameter is named "bytes" so that its environment variable is CHARRNN_TRAIN_BYTES;
+    # it arrives in **overrides and is taken out there.
+    return click.option("--bytes", "bytes", is_flag=True, default=None,
+                        help="A byte-level vocabulary: every byte of any file is one symbol (same as --encoding bytes).")(fn)
+
+
+def encoding_option(encoding, as_bytes):
+    """--encoding NAME and --bytes as one value (None: not given)."""
+    if as_bytes and encoding not in (None, "bytes"):
+        raise click.UsageError(f"--bytes and --encoding {encoding} contradict each other; give one")
+    return "bytes" if as_bytes else encoding
+
+
 @main.command()
 @click.argument("corpus", nargs=-1, metavar="CORPUS...")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config; flags override it.")
@@ -130,21 +159,25 @@ def config_options(fn):
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @click.option("--pairs", "pairs_file", default=None, metavar="PAIRS.tsv",
               help="Train an encoder-decoder on source TAB target lines (- for stdin) instead of a language model.")
+@bytes_option
 @config_options
 @friendly_errors
 def train(corpus, config_file, out, force, resume, quiet, pairs_file, **overrides):
-    """Train on CORPUS (UTF-8 text files, or - for stdin; several are concatenated).
+    """Train on CORPUS (text files, UTF-8 unless --encoding or --bytes, or - for stdin; several are concatenated).
 
     With --pairs PAIRS.tsv instead: an encoder-decoder that learns to write each line's
     target from its source (then: charrnn translate).
     """
     if pairs_file is not None:
+        if overrides.pop("bytes"):
+            raise click.UsageError("--bytes applies to language models, not to --pairs")
         return train_pairs(corpus, config_file, out, force, resume, quiet, pairs_file, overrides)
     from .config import resolve
     from .progress import Progress
     from .resume import load_latest
-    from .train import Interrupted, train as run
+    from .training import Interrupted, train as run
 
+    overrides["encoding"] = encoding_option(overrides.get("encoding"), overrides.pop("bytes"))
     out = run_dir(corpus, resume, out)
     config = resolve(config_file, overrides, base=load_latest(out).meta["config"] if resume is not None else None)
     progress = Progress(quiet)
@@ -167,7 +200,7 @@ def train_pairs(corpus, config_file, out, force, resume, quiet, pairs_file, over
     from .progress import Progress
     from .resume import load_latest
     from .seq2seq_training import train_pairs as run
-    from .train import Interrupted
+    from .training import Interrupted
 
     out = run_dir((pairs_file,), resume, out)
     defaults = {"cell": "lstm", "batch_size": 64}  # the encoder-decoder's own defaults
@@ -206,36 +239,76 @@ def run_dir(corpus, resume, out) -> str:
 @click.option("--prime", default="", help="Text to start from, printed first; - reads it from stdin.")
 @click.option("--seed", type=int, default=None, help="Random seed: the same seed gives the same text. Sample i uses SEED+i.")
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="Draw only from the K likeliest characters.")
+@click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
+              help="Nucleus sampling: draw only from the likeliest characters whose probabilities sum to at least P, in (0, 1].")
+@click.option("--repetition-penalty", type=click.FloatRange(min=1), default=1.0, show_default=True,
+              help="Divide by R the probability of a character that continues a string already in the text "
+                   "(a guard against loops); 1 is off.")
+@click.option("--beam", type=click.IntRange(min=1), default=None,
+              help="Search for the likeliest text with a beam of N hypotheses instead of drawing (1 is --temp 0); "
+                   "--json prints every beam.")
 @click.option("--num-samples", "-n", type=click.IntRange(min=1), default=1, show_default=True,
               help="Samples to draw, generated side by side in one batch.")
 @click.option("--separator", default=r"\n\n", show_default=True,
               help=r"Written between samples; \n, \t, \0 and \\ are understood.")
 @click.option("--stop-at", default=None, help="End each sample after the first occurrence of this string in it (escapes as --separator).")
 @click.option("--json", "as_json", is_flag=True,
-              help="One JSON object per sample and line: seed, temperature, top_k, prime, text, logprobs, stopped.")
+              help="One JSON object per sample and line: seed, temperature, top_k, prime, text, logprobs, stopped, logprob; "
+                   "with --beam: prime, text, logprob, logprobs, stopped, beam, rank.")
+@click.pass_context
 @friendly_errors
-def sample(checkpoint, temperature, length, prime, seed, top_k, num_samples, separator, stop_at, as_json):
+def sample(ctx, checkpoint, temperature, length, prime, seed, top_k, top_p, repetition_penalty, beam,
+           num_samples, separator, stop_at, as_json):
     """Generate text from a trained model, written to stdout as it is produced."""
     # One character step is a (N, H) x (H, H) product: too small for BLAS threads to pay
     # off, and on a busy machine they cost several times the work (measured: README).
     # Only takes effect before numpy is imported, and a user's own setting wins.
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    from .data import read_text
-    from .sample import samples, stream, unescape
+    from .data import BYTES, model_text, read_text
+    from .sampling import likeliest, samples, stream, unescape
 
+    if beam is not None:
+        check_beam_options(ctx, top_k, top_p, num_samples)
     model = load_checkpoint(checkpoint, task="lm")
-    args = dict(num_samples=num_samples, length=length, temperature=temperature, seed=seed, top_k=top_k,
-                prime=read_text("-") if prime == "-" else prime, stop_at=unescape(stop_at))
-    if as_json:
-        for s in samples(model, **args):
+    # A byte-level model's text is one character per byte; what the user typed is its UTF-8 bytes.
+    enc = model.config.encoding
+    prime = read_text("-", enc) if prime == "-" else model_text(prime, enc)
+    stop_at = model_text(unescape(stop_at), enc) if stop_at is not None else None
+    if beam is not None:
+        found = likeliest(model, beam, length, prime, stop_at, repetition_penalty)
+        if as_json:
+            for b in found:
+                click.echo(json.dumps(b.to_dict(), ensure_ascii=False))
+            return
+        texts = [prime + found[0].text]
+    elif as_json:
+        for s in samples(model, num_samples, length, temperature, prime, seed, top_k, stop_at,
+                         top_p=top_p, repetition_penalty=repetition_penalty):
             click.echo(json.dumps(s.to_dict(), ensure_ascii=False))
         return
-    with StreamWriter(sys.stdout) as out:
-        for text in stream(model, separator=unescape(separator), **args):
+    else:
+        texts = stream(model, num_samples, length, temperature, prime, seed, top_k, stop_at,
+                       model_text(unescape(separator), enc), top_p, repetition_penalty)
+    # A byte-level model's samples are raw bytes, written as they are, with no newline added.
+    raw = enc == BYTES
+    with StreamWriter(sys.stdout.buffer if raw else sys.stdout, "latin-1" if raw else None) as out:
+        for text in texts:
             out.write(text)
-        if not out.last.endswith("\n"):
+        if not raw and not out.last.endswith("\n"):
             out.write("\n")
+
+
+def check_beam_options(ctx, top_k, top_p, num_samples) -> None:
+    """--beam searches instead of drawing: the drawing options do not apply; say so, don't ignore them."""
+    given = [name for name, value in (("--top-k", top_k), ("--top-p", top_p)) if value is not None]
+    if ctx.get_parameter_source("temperature") == click.core.ParameterSource.COMMANDLINE:
+        given.insert(0, "--temp")
+    if num_samples != 1:
+        given.append("--num-samples")
+    if given:
+        raise click.UsageError(f"--beam searches for the likeliest text instead of drawing: {', '.join(given)} "
+                               f"do{'es' if len(given) == 1 else ''} not apply (--json prints every beam)")
 
 
 @main.command("eval")
@@ -245,20 +318,20 @@ def sample(checkpoint, temperature, length, prime, seed, top_k, num_samples, sep
 @click.option("--per-line", is_flag=True,
               help="Score each line: one JSON object per line (line, chars, predictions, nats, nats_per_char, bits, bits_per_char, text).")
 @click.option("--reset-per-line", is_flag=True, help="Score each line alone, from a zero state (implies --per-line).")
+@encoding_options
 @click.option("--tsv", is_flag=True,
               help="Per-line scores as tab-separated line, chars, nats, nats_per_char, bits, bits_per_char, text (implies --per-line).")
 @click.option("--pairs", is_flag=True,
               help="FILE holds source TAB target lines: an encoder-decoder's per-char target loss and exact-match accuracy.")
 @friendly_errors
-def eval_(file, checkpoint, as_json, per_line, reset_per_line, tsv, pairs):
+def eval_(file, checkpoint, as_json, per_line, reset_per_line, encoding, tsv, pairs, **flags):
     """Score FILE (- for stdin): loss in nats/char, bits/char, perplexity; or each line's."""
-    from .data import read_text
-    from .evaluate import evaluate, score_lines
+    from .scoring import evaluate, score_lines
 
     if pairs:
         return eval_pairs(file, checkpoint, as_json)
     model = load_checkpoint(checkpoint, task="lm")
-    text = read_text(file)
+    text = read_for(model, file, encoding, flags["bytes"])
     if per_line or reset_per_line or tsv:
         for s in score_lines(model, text, reset=reset_per_line):
             d = s.to_dict()
@@ -295,19 +368,19 @@ TSV_COLUMNS = ("line", "chars", "nats", "nats_per_char", "bits", "bits_per_char"
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "npy"]), default="jsonl", show_default=True,
               help='jsonl: {"line": N, "vector": [...]} per line on stdout; npy: a (lines, H) float array to --output.')
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here instead of stdout (- is stdout).")
+@encoding_options
 @click.option("--skip-unknown", is_flag=True, help="Skip lines with characters the model never saw, instead of failing.")
 @click.option("--quiet", "-q", is_flag=True, help="Do not report skipped lines on stderr.")
 @friendly_errors
-def encode(file, checkpoint, fmt, output, skip_unknown, quiet):
+def encode(file, checkpoint, fmt, output, encoding, skip_unknown, quiet, **flags):
     """Encode each line of FILE (- for stdin) as the final hidden state of the top layer."""
     from .batching import split_lines
-    from .data import read_text
-    from .encode import encode_lines
+    from .vectors import encode_lines
 
     if fmt == "npy" and output is None:
         raise click.UsageError("--format npy writes binary: give --output FILE (or - for stdout)")
     model = load_checkpoint(checkpoint)
-    lines = split_lines(read_text(file))
+    lines = split_lines(read_for(model, file, encoding, flags["bytes"]))
     numbers, vectors = encode_lines(model, lines, skip_unknown=skip_unknown)
     write_vectors(numbers, vectors, fmt, output)
     skipped = len(lines) - len(numbers)
@@ -394,7 +467,7 @@ def plot(source, output, title, quiet):
     SOURCE is a checkpoint directory (default checkpoints) or a metrics.jsonl file.
     Needs matplotlib: pip install 'charrnn[plot]'.
     """
-    from .plot import plot as draw
+    from .plotting import plot as draw
 
     path = draw(source, output, title)
     if not quiet:
@@ -471,6 +544,23 @@ def gradflow(file, checkpoint, steps, windows, as_json, plot_path, compare_activ
 
 
 @main.command()
+@click.argument("target", default=DEFAULT_DIR, required=False, metavar="[CHECKPOINT|DIR]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: a list of rows for a directory, one object for a checkpoint.")
+@friendly_errors
+def info(target, as_json):
+    """List a run directory's checkpoints (step, epoch, losses, time), or describe one checkpoint
+    (model, vocabulary, corpus, config, how it was trained). [default: checkpoints]"""
+    from .info import describe, format_description, format_listing, list_dir
+
+    if os.path.isdir(target):
+        entries = list_dir(target)
+        click.echo(json.dumps([e.to_dict() for e in entries]) if as_json else format_listing(target.rstrip("/"), entries))
+    else:
+        d = describe(target)
+        click.echo(json.dumps(d, ensure_ascii=False) if as_json else format_description(d))
+
+
+@main.command()
 @click.option("--word", default="hello", show_default=True, help="The text to learn.")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Training updates [default: 300, as configs/hello.yaml].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the initial weights.")
@@ -490,15 +580,16 @@ class StreamWriter:
     A closed pipe (`| head`) ends the output quietly with status 0.
     """
 
-    def __init__(self, stream, interval: float = 0.1):
+    def __init__(self, stream, encoding=None, interval: float = 0.1):
         import time
 
         self.stream, self.interval, self._clock = stream, interval, time.monotonic
+        self.encoding = encoding  # text is encoded with it first, for a binary stream
         self._last = self._clock()
         self.last = ""  # the last non-empty text written
 
     def write(self, text: str) -> None:
-        self.stream.write(text)
+        self.stream.write(text.encode(self.encoding) if self.encoding else text)
         if text:
             self.last = text
         now = self._clock()

@@ -18,7 +18,7 @@ from charrnn.config import Config
 from charrnn.errors import CharRNNError, DivergenceError
 from charrnn.pairs import MAX_CHARS, Batcher, Encoded, padding_share, parse_pairs, vocabularies
 from charrnn.seq2seq_training import train_pairs
-from charrnn.train import Interrupted
+from charrnn.training import Interrupted
 from charrnn.translate import evaluate_pairs, translate_lines
 
 WORDS = ["ab", "ba", "abc", "cab", "bca", "a", "cc", "bac", "acb", "cba", "aab", "bb", "ca", "c", "abca"]

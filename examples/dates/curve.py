@@ -17,7 +17,7 @@ import signal
 from charrnn.config import resolve
 from charrnn.pairs import Batcher, Encoded, padding_share, read_pairs, split_validation, vocabularies
 from charrnn.seq2seq_training import train_pairs
-from charrnn.train import Interrupted
+from charrnn.training import Interrupted
 from charrnn.translate import evaluate_pairs
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -22,7 +22,7 @@ from . import finetune, optim
 from .config import Config
 from .data import Corpus, Streams, load_corpus, split
 from .errors import CharRNNError, CheckpointError, DivergenceError
-from .evaluate import score_ids
+from .scoring import score_ids
 from .metrics import FILENAME as METRICS_FILE, MetricsRecorder
 from .model import Model
 from .resume import RunState, check_same_run, load_latest
@@ -86,7 +86,7 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
         vocab = Vocab.from_text(text)
         corpus_data = Corpus(vocab.encode(text), vocab, text_hash(text))
     elif corpus is not None:
-        corpus_data = load_corpus(corpus)
+        corpus_data = load_corpus(corpus, config.encoding)
     else:
         raise CharRNNError("no corpus given")
     vocab, ids = corpus_data.vocab, corpus_data.ids
