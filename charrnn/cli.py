@@ -180,7 +180,7 @@ def train(corpus, config_file, out, force, resume, quiet, pairs_file, **override
     overrides["encoding"] = encoding_option(overrides.get("encoding"), overrides.pop("bytes"))
     out = run_dir(corpus, resume, out)
     config = resolve(config_file, overrides, base=load_latest(out).meta["config"] if resume is not None else None)
-    progress = Progress(quiet)
+    progress = Progress(quiet, max_time=config.max_time)
     try:
         result = run(config, list(corpus), out=out, callback=progress, force=force, resume=resume is not None)
     except Interrupted as exc:
@@ -205,7 +205,7 @@ def train_pairs(corpus, config_file, out, force, resume, quiet, pairs_file, over
     out = run_dir((pairs_file,), resume, out)
     defaults = {"cell": "lstm", "batch_size": 64}  # the encoder-decoder's own defaults
     config = resolve(config_file, overrides, base=load_latest(out).meta["config"] if resume is not None else defaults)
-    progress = Progress(quiet)
+    progress = Progress(quiet, max_time=config.max_time)
     try:
         result = run(config, pairs_file, out=out, callback=progress, force=force, resume=resume is not None)
     except Interrupted as exc:
