@@ -3,8 +3,8 @@
 Each source is encoded once; the decoder then starts from START and writes one character a
 step until it writes END or reaches `max_length` characters. Greedy decoding takes the
 likeliest character each step, `temperature` > 0 draws from softmax(y / temperature), and
-`beam` > 1 keeps the `beam` likeliest partial outputs (`beam_search`, which takes a step
-function and so serves any model). `logprob` is ln p(output, END | source) under the model
+`beam` > 1 keeps the `beam` likeliest partial outputs (decoding.beam_search, the language
+model's, driven by the decoder's step function). `logprob` is ln p(output, END | source) under the model
 (at temperature 1), summed over the output's characters and its END.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
+from .decoding import log_softmax
 from .errors import CharRNNError
 from .seq2seq import END, START
 
@@ -45,12 +46,6 @@ def require_seq2seq(checkpoint, command: str = "translate"):
     return checkpoint
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    y = logits.astype(np.float64)
-    y -= y.max(axis=1, keepdims=True)
-    return y - np.log(np.exp(y).sum(axis=1, keepdims=True))
-
-
 def encode_sources(model, seqs: list) -> list:
     """The decoder's start state for id sequences (all non-empty): per layer, (B, ...)."""
     from .batching import pad
@@ -72,7 +67,7 @@ def greedy(model, seqs: list, start: int, end: int, max_length: int, temperature
     rows = np.arange(B)
     for t in range(max_length + 1):  # the last step may only write END
         logits, state = model.decoder_step(x, state)
-        lp = _log_softmax(logits)
+        lp = log_softmax(logits)
         if temperature == 0:
             x = lp.argmax(axis=1)
         else:
@@ -93,43 +88,19 @@ def greedy(model, seqs: list, start: int, end: int, max_length: int, temperature
     return [(out[b], float(logp[b]), bool(finished[b])) for b in range(B)]
 
 
-def beam_search(step, state, start: int, end: int, beam: int, max_length: int) -> tuple:
-    """The likeliest output under `step(ids (k,), state) -> (logits (k, V), state)` for ONE source.
+def beam(model, ids: np.ndarray, start: int, end: int, width: int, max_length: int) -> tuple:
+    """(ids, logprob, finished) of the likeliest output for ONE source, by decoding.beam_search
+    (the language model's beam search, through the decoder's step function)."""
+    from .decoding import beam_search, log_softmax
 
-    `state` is the start state for a batch of 1 (per layer, arrays with a leading axis of 1).
-    Keeps the `beam` likeliest partial outputs; a hypothesis ends when it writes END.
-    Returns (ids, logprob, finished). Written against a step function so that a shared
-    beam search (the language model's, if it grows one) can replace it.
-    """
-    from .model import map_state
+    def step(state, x):
+        logits, state = model.decoder_step(x, state)
+        return log_softmax(logits), state
 
-    hyps = [([], 0.0)]
-    state = map_state(lambda a: a, state)
-    done = []
-    for _ in range(max_length + 1):
-        x = np.array([h[-1] if h else start for h, _ in hyps], np.intp)
-        logits, state = step(x, state)
-        lp = _log_softmax(logits)  # (k, V)
-        total = np.array([s for _, s in hyps])[:, None] + lp
-        flat = np.argsort(-total, axis=None)[: 2 * beam]
-        nxt, keep = [], []
-        for f in flat.tolist():
-            k, c = divmod(f, lp.shape[1])
-            if c == end:
-                done.append((hyps[k][0], float(total[k, c])))
-            elif len(nxt) < beam:
-                nxt.append((hyps[k][0] + [c], float(total[k, c])))
-                keep.append(k)
-        # Stop once no live hypothesis can beat the best finished one (log probs only fall).
-        if not nxt or (done and max(s for _, s in done) >= max(s for _, s in nxt)):
-            break
-        hyps = nxt
-        state = map_state(lambda a: a[keep], state)
-    if done:
-        ids, score = max(done, key=lambda d: d[1])
-        return ids[:max_length], score, True
-    ids, score = max(hyps, key=lambda d: d[1])
-    return ids[:max_length], score, False
+    state = model.encode_states(ids[:, None], np.array([len(ids)]))
+    best = beam_search(step, state, start, width, max_length + 1, stop=[end])[0]
+    out = best.ids[:-1] if best.stopped else best.ids[:max_length]
+    return out, best.logprob, best.stopped
 
 
 class Translator:
@@ -177,10 +148,7 @@ class Translator:
                 todo.append(j)
         seqs = [self.src_vocab.encode(out[j].source).astype(np.intp) for j in todo]
         if self.beam > 1:
-            results = []
-            for ids in seqs:
-                state = self.model.encode_states(ids[:, None], np.array([len(ids)]))
-                results.append(beam_search(self.model.decoder_step, state, self.start, self.end, self.beam, self.limit))
+            results = [beam(self.model, ids, self.start, self.end, self.beam, self.limit) for ids in seqs]
         else:
             results = []
             for i in range(0, len(seqs), BATCH):
