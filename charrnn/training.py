@@ -312,9 +312,8 @@ class Run:
         remedy = f"lower the learning rate (--lr {config.lr:g})"
         if clip:
             remedy += f" or the clip (--clip {config.clip:g})" if config.clip else " or turn clipping on (--clip 5)"
-        kept = [p for p in (self.latest, self.best) if p and os.path.exists(p)]
-        kept = f"kept the last good checkpoints ({', '.join(kept)})" if kept else "no checkpoint was written"
-        return DivergenceError(f"training diverged at step {step}: {what} is not finite; {remedy}; {kept}")
+        return DivergenceError(f"training diverged at step {step}: {what} is not finite; {remedy}; "
+                               f"{_kept(self.latest, self.best)}")
 
     def _max_steps(self) -> Optional[int]:
         config, per_epoch = self.config, self.streams.chunks_per_epoch
@@ -340,6 +339,11 @@ def _read_corpus(corpus, text: Optional[str], encoding: str) -> Corpus:
     if corpus is None:
         raise CharRNNError("no corpus given")
     return load_corpus(corpus, encoding)
+
+
+def _kept(latest: Optional[str], best: Optional[str]) -> str:
+    kept = [p for p in (latest, best) if p and os.path.exists(p)]
+    return f"kept the last good checkpoints ({', '.join(kept)})" if kept else "no checkpoint was written"
 
 
 def _best_seen(best: str, restored: Optional[float]) -> Optional[float]:
