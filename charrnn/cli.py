@@ -123,7 +123,7 @@ def train(corpus, config_file, out, force, resume, quiet, **overrides):
     from .config import resolve
     from .progress import Progress
     from .resume import load_latest
-    from .train import Interrupted, train as run
+    from .training import Interrupted, train as run
 
     out = run_dir(corpus, resume, out)
     config = resolve(config_file, overrides, base=load_latest(out).meta["config"] if resume is not None else None)
@@ -177,7 +177,7 @@ def sample(checkpoint, temperature, length, prime, seed, top_k, num_samples, sep
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     from .data import read_text
-    from .sample import samples, stream, unescape
+    from .sampling import samples, stream, unescape
 
     model = load_checkpoint(checkpoint)
     args = dict(num_samples=num_samples, length=length, temperature=temperature, seed=seed, top_k=top_k,
@@ -206,7 +206,7 @@ def sample(checkpoint, temperature, length, prime, seed, top_k, num_samples, sep
 def eval_(file, checkpoint, as_json, per_line, reset_per_line, tsv):
     """Score FILE (- for stdin): loss in nats/char, bits/char, perplexity; or each line's."""
     from .data import read_text
-    from .evaluate import evaluate, score_lines
+    from .scoring import evaluate, score_lines
 
     model = load_checkpoint(checkpoint)
     text = read_text(file)
@@ -239,7 +239,7 @@ def encode(file, checkpoint, fmt, output, skip_unknown, quiet):
     """Encode each line of FILE (- for stdin) as the final hidden state of the top layer."""
     from .batching import split_lines
     from .data import read_text
-    from .encode import encode_lines
+    from .vectors import encode_lines
 
     if fmt == "npy" and output is None:
         raise click.UsageError("--format npy writes binary: give --output FILE (or - for stdout)")
@@ -287,7 +287,7 @@ def plot(source, output, title, quiet):
     SOURCE is a checkpoint directory (default checkpoints) or a metrics.jsonl file.
     Needs matplotlib: pip install 'charrnn[plot]'.
     """
-    from .plot import plot as draw
+    from .plotting import plot as draw
 
     path = draw(source, output, title)
     if not quiet:
@@ -362,6 +362,23 @@ def gradflow(file, checkpoint, steps, windows, as_json, plot_path, compare_activ
     if plot_path:
         gf.plot(flows, plot_path, f"gradient flow on {os.path.basename(file) if file != '-' else 'stdin'}")
     click.echo(json.dumps({"flows": [f.to_dict() for f in flows]}) if as_json else gf.format_table(flows))
+
+
+@main.command()
+@click.argument("target", default=DEFAULT_DIR, required=False, metavar="[CHECKPOINT|DIR]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: a list of rows for a directory, one object for a checkpoint.")
+@friendly_errors
+def info(target, as_json):
+    """List a run directory's checkpoints (step, epoch, losses, time), or describe one checkpoint
+    (model, vocabulary, corpus, config, how it was trained). [default: checkpoints]"""
+    from .info import describe, format_description, format_listing, list_dir
+
+    if os.path.isdir(target):
+        entries = list_dir(target)
+        click.echo(json.dumps([e.to_dict() for e in entries]) if as_json else format_listing(target.rstrip("/"), entries))
+    else:
+        d = describe(target)
+        click.echo(json.dumps(d, ensure_ascii=False) if as_json else format_description(d))
 
 
 @main.command()
