@@ -99,6 +99,13 @@ CASES = [
     ("sample-negative-length", ["sample", "--length", "-5"], None, 2, "Invalid value for '--length'"),
     ("sample-top-k-0", ["sample", "--top-k", "0"], None, 2, "Invalid value for '--top-k'"),
     ("sample-seed-not-int", ["sample", "--seed", "x"], None, 2, "Invalid value for '--seed'"),
+    ("sample-top-p-0", ["sample", "--top-p", "0"], None, 2, "Invalid value for '--top-p': 0.0 is not in the range 0<x<=1"),
+    ("sample-top-p-1.5", ["sample", "--top-p", "1.5"], None, 2, "Invalid value for '--top-p': 1.5 is not in the range 0<x<=1"),
+    ("sample-repetition-penalty-below-1", ["sample", "--repetition-penalty", "0.5"], None, 2,
+     "Invalid value for '--repetition-penalty': 0.5 is not in the range x>=1"),
+    ("sample-beam-0", ["sample", "--beam", "0"], None, 2, "Invalid value for '--beam': 0 is not in the range x>=1"),
+    ("sample-beam-with-top-k", ["sample", "--beam", "2", "--top-k", "3"], None, 2,
+     "--beam searches for the likeliest text instead of drawing: --top-k does not apply"),
     # -- eval ---------------------------------------------------------------------------
     ("eval-missing-file", ["eval", "missing.txt"], None, 1, "file not found: missing.txt"),
     ("eval-unknown-chars", ["eval", "other.txt"], None, 1, "the text has characters the model never saw: 'Q', 'x'"),
