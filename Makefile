@@ -18,8 +18,9 @@ train: $(STAMP)
 	$(BIN)/charrnn train data/shakespeare.txt --config configs/default.yaml --force
 	$(BIN)/charrnn sample --length 600 --seed 1
 
+# -rs: skipped tests are listed with their reason (the browser test says what it lacks).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
 
 bench: $(STAMP)
 	$(BIN)/charrnn bench

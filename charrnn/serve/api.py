@@ -116,7 +116,7 @@ SAMPLE_FIELDS = ("prime", "length", "temperature", "top_k", "seed", "stop_at", "
 
 def sample_request(store, body: dict) -> dict:
     """Validate a /api/sample body and set up its generation: the arguments of generate()."""
-    from ..sample import Generation
+    from ..sampling import Generation
 
     f = Fields(body, SAMPLE_FIELDS)
     name, checkpoint = model_for(store, f)
@@ -128,7 +128,7 @@ def sample_request(store, body: dict) -> dict:
     if stop_at:
         known_text(checkpoint.vocab, stop_at, "stop_at")
     try:
-        gen = Generation(checkpoint, 1, length, temperature, prime, seed, top_k, stop_at, logprobs=True)
+        gen = Generation(checkpoint, 1, length, temperature, prime, seed, top_k, stop_at=stop_at, logprobs=True)
     except CharRNNError as exc:
         raise ApiError(422, str(exc)) from None
     return dict(name=name, step=checkpoint.meta.get("step"), gen=gen, rate=rate)
