@@ -130,11 +130,11 @@ def test_training_view_follows_a_run(page, tmp_path):
              "--hidden-size", "32", "--batch-size", "8", "--seq-len", "32", "--max-time", "60", "--log-every", "5",
              "--eval-every", "40", "--save-every", "40", "--quiet"], env=env, stderr=subprocess.PIPE)
         try:
-            page.wait_for_selector("#train-curve", timeout=60_000)
+            page.wait_for_selector("#train-curve", state="attached", timeout=60_000)
             points = int(page.get_attribute("#train-curve", "data-points"))
             page.wait_for_function(
                 f"Number(document.getElementById('train-curve').dataset.points) > {points}", timeout=60_000)
-            page.wait_for_selector("#val-curve", timeout=60_000)
+            page.wait_for_selector("#val-curve", state="attached", timeout=60_000)
             page.wait_for_function("document.getElementById('train-sample-info').textContent.includes('step')",
                                    timeout=60_000)
             assert len(page.inner_text("#train-sample")) > 0
