@@ -492,20 +492,20 @@ def serve(directory, checkpoint, host, port):
 @main.command()
 @click.argument("file")
 @checkpoint_option
+@encoding_options
 @click.option("--color", "colour", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
               help="Tint each character by its surprise: auto does on a terminal (unless NO_COLOR is set).")
 @friendly_errors
-def inspect(file, checkpoint, colour):
+def inspect(file, checkpoint, encoding, colour, **flags):
     """Print FILE (- for stdin) tinted by how surprised the model is by each character.
 
     The tint is the character's loss in nats (legend on stderr); the mean is `charrnn eval`'s.
     Not on a terminal, the text is printed as it is.
     """
-    from .data import read_text
     from .surprise import LEGEND, char_scores, tinted
 
     ck = load_checkpoint(checkpoint)
-    text = read_text(file)
+    text = read_for(ck, file, encoding, flags["bytes"])
     if len(text) < 2:
         raise CharRNNError(f"need at least 2 characters to score, got {len(text)}")
     scores = char_scores(ck.model(), ck.vocab, text)

@@ -102,6 +102,13 @@ def model_for(store, fields: Fields) -> tuple:
         raise ApiError(503, str(exc)) from None
 
 
+def model_text(checkpoint, text: str) -> str:
+    """What a user typed, as the model's characters (a byte-level model's are UTF-8 bytes)."""
+    from ..data import model_text as convert
+
+    return convert(text, getattr(checkpoint.config, "encoding", "utf-8"))
+
+
 def known_text(vocab, text: str, what: str) -> None:
     try:
         vocab.require(text, what)
@@ -120,10 +127,10 @@ def sample_request(store, body: dict) -> dict:
 
     f = Fields(body, SAMPLE_FIELDS)
     name, checkpoint = model_for(store, f)
-    prime, length = f.text("prime", MAX_PRIME, ""), f.integer("length", 500, 0, MAX_LENGTH)
+    prime, length = model_text(checkpoint, f.text("prime", MAX_PRIME, "")), f.integer("length", 500, 0, MAX_LENGTH)
     temperature = f.number("temperature", 0.8, 0.0, MAX_TEMPERATURE)
     top_k, seed = f.integer("top_k", None, 1, 1 << 31), f.integer("seed", None, 0, 2**32 - 1)
-    stop_at, rate = f.text("stop_at", 100, "") or None, f.number("rate", 0, 0, MAX_RATE)
+    stop_at, rate = model_text(checkpoint, f.text("stop_at", 100, "")) or None, f.number("rate", 0, 0, MAX_RATE)
     known_text(checkpoint.vocab, prime, "the prime")
     if stop_at:
         known_text(checkpoint.vocab, stop_at, "stop_at")
@@ -164,7 +171,7 @@ def score(store, body: dict) -> dict:
 
     f = Fields(body, SCORE_FIELDS)
     name, checkpoint = model_for(store, f)
-    text, top = f.text("text", MAX_TEXT), f.integer("top", 5, 1, MAX_TOP)
+    text, top = model_text(checkpoint, f.text("text", MAX_TEXT)), f.integer("top", 5, 1, MAX_TOP)
     if len(text) < 2:
         raise ApiError(422, f"need at least 2 characters to score, got {len(text)}")
     known_text(checkpoint.vocab, text, "the text")
@@ -186,7 +193,7 @@ def activations(store, body: dict) -> dict:
 
     f = Fields(body, ACTIVATION_FIELDS)
     name, checkpoint = model_for(store, f)
-    text, count = f.text("text", MAX_TEXT), f.integer("count", 20, 1, MAX_UNITS)
+    text, count = model_text(checkpoint, f.text("text", MAX_TEXT)), f.integer("count", 20, 1, MAX_UNITS)
     H = int(checkpoint.meta["config"]["hidden_size"])
     units = body.get("units")
     if units is not None:
