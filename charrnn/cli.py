@@ -482,21 +482,21 @@ def serve(directory, checkpoint, host, port):
     """
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")  # many small products from many threads (see sample)
-    from .serve import serve as run
+    from .serve import run
 
     if directory is None:
         directory = os.path.dirname(checkpoint) or "." if checkpoint else DEFAULT_DIR
     run(directory, checkpoint, host, port, echo=click.echo)
 
 
-@main.command()
+@main.command("inspect")
 @click.argument("file")
 @checkpoint_option
 @encoding_options
 @click.option("--color", "colour", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
               help="Tint each character by its surprise: auto does on a terminal (unless NO_COLOR is set).")
 @friendly_errors
-def inspect(file, checkpoint, encoding, colour, **flags):
+def inspect_(file, checkpoint, encoding, colour, **flags):
     """Print FILE (- for stdin) tinted by how surprised the model is by each character.
 
     The tint is the character's loss in nats (legend on stderr); the mean is `charrnn eval`'s.

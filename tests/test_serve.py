@@ -66,6 +66,13 @@ def test_streamed_sample_is_the_library_sample(server, trained_ckpt):
     assert all(0 < e["p"] <= 1 for e in events[1:-1])
 
 
+def test_decoding_options_match_the_library(server, trained_ckpt):
+    body = {"length": 80, "seed": 3, "top_p": 0.6, "repetition_penalty": 1.3}
+    events, _ = sample_events(server, body)
+    expected = "".join(charrnn.sample(ckpt.load(trained_ckpt), length=80, seed=3, top_p=0.6, repetition_penalty=1.3))
+    assert text_of(events) == expected and events[0]["top_p"] == 0.6
+
+
 def test_sample_stop_at_ends_early(server):
     events, _ = sample_events(server, {"length": 2000, "seed": 1, "stop_at": "\n"})
     assert events[-1]["reason"] == "stop_at" and text_of(events).endswith("\n") and text_of(events).count("\n") == 1
@@ -127,7 +134,8 @@ BAD_REQUESTS = [
     ("POST", "/api/sample", {"temp": 1}, 422, "unknown field 'temp'"),
     ("POST", "/api/sample", {"prime": "Zß"}, 422, "the prime has characters the model never saw: 'Z', 'ß'"),
     ("POST", "/api/sample", {"temperature": -1}, 422, "temperature must be in [0, 10], got -1"),
-    ("POST", "/api/sample", {"top_k": 0}, 422, "top_k must be in [1,"),
+    ("POST", "/api/sample", {"top_k": 0}, 422, "top_k must be 1 or more, got 0"),
+    ("POST", "/api/sample", {"top_p": 0}, 422, "top-p must be in (0, 1]"),
     ("POST", "/api/sample", {"length": api.MAX_LENGTH + 1}, 422, f"length must be in [0, {api.MAX_LENGTH}]"),
     ("POST", "/api/sample", {"length": "long"}, 422, 'length must be an integer, got "long"'),
     ("POST", "/api/sample", {"seed": -1}, 422, "seed must be in [0,"),

@@ -1,6 +1,6 @@
 """`charrnn serve`: one local page and a JSON API to generate from, look inside and watch a model.
 
-    serve("checkpoints")          # http://127.0.0.1:8000/ until Ctrl-C
+    run("checkpoints")            # http://127.0.0.1:8000/ until Ctrl-C
 
 store.py keeps the models loaded and reloads replaced files, api.py validates requests and
 computes answers, server.py speaks HTTP; static/ is the page (plain HTML, CSS, JavaScript).
@@ -39,7 +39,7 @@ def url_of(server) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
 
-def serve(directory: str = "checkpoints", checkpoint: Optional[str] = None, host: str = "127.0.0.1",
+def run(directory: str = "checkpoints", checkpoint: Optional[str] = None, host: str = "127.0.0.1",
           port: int = 8000, echo: Callable[[str], None] = print) -> None:
     """Serve until interrupted (KeyboardInterrupt propagates, after the socket is closed)."""
     server = make_server(directory, checkpoint, host, port)

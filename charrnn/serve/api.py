@@ -72,8 +72,9 @@ class Fields:
             return None
         if not isinstance(value, int) or isinstance(value, bool):
             raise ApiError(422, f"{name} must be an integer, got {json.dumps(value)}")
-        if not low <= value <= high:
-            raise ApiError(422, f"{name} must be in [{low}, {high}], got {value}")
+        if not low <= value <= (high if high is not None else value):
+            raise ApiError(422, f"{name} must be " + (f"in [{low}, {high}]" if high is not None else f"{low} or more")
+                           + f", got {value}")
         return value
 
     def number(self, name: str, default: float, low: float, high: float) -> float:
@@ -118,7 +119,8 @@ def known_text(vocab, text: str, what: str) -> None:
 
 # -- the endpoints --------------------------------------------------------------------------
 
-SAMPLE_FIELDS = ("prime", "length", "temperature", "top_k", "seed", "stop_at", "rate", "model")
+SAMPLE_FIELDS = ("prime", "length", "temperature", "top_k", "top_p", "repetition_penalty", "seed", "stop_at",
+                 "rate", "model")
 
 
 def sample_request(store, body: dict) -> dict:
@@ -129,13 +131,16 @@ def sample_request(store, body: dict) -> dict:
     name, checkpoint = model_for(store, f)
     prime, length = model_text(checkpoint, f.text("prime", MAX_PRIME, "")), f.integer("length", 500, 0, MAX_LENGTH)
     temperature = f.number("temperature", 0.8, 0.0, MAX_TEMPERATURE)
-    top_k, seed = f.integer("top_k", None, 1, 1 << 31), f.integer("seed", None, 0, 2**32 - 1)
+    top_k, seed = f.integer("top_k", None, 1, None), f.integer("seed", None, 0, 2**32 - 1)
     stop_at, rate = model_text(checkpoint, f.text("stop_at", 100, "")) or None, f.number("rate", 0, 0, MAX_RATE)
+    top_p = f.number("top_p", 1.0, 0.0, 1.0) if "top_p" in body else None
+    penalty = f.number("repetition_penalty", 1.0, 1.0, 100.0)
     known_text(checkpoint.vocab, prime, "the prime")
     if stop_at:
         known_text(checkpoint.vocab, stop_at, "stop_at")
     try:
-        gen = Generation(checkpoint, 1, length, temperature, prime, seed, top_k, stop_at=stop_at, logprobs=True)
+        gen = Generation(checkpoint, 1, length, temperature, prime, seed, top_k, stop_at=stop_at, logprobs=True,
+                         top_p=top_p, repetition_penalty=penalty)
     except CharRNNError as exc:
         raise ApiError(422, str(exc)) from None
     return dict(name=name, step=checkpoint.meta.get("step"), gen=gen, rate=rate)
@@ -148,7 +153,7 @@ def generate(name, step, gen, rate) -> Iterator[dict]:
     rate > 0 paces the characters (a page that wants to watch them arrive).
     """
     yield {"event": "start", "model": name, "step": step, "seed": gen.seed, "prime": gen.prime,
-           "temperature": gen.temperature, "top_k": gen.top_k}
+           "temperature": gen.temperature, "top_k": gen.top_k, "top_p": gen.top_p, "repetition_penalty": gen.penalty}
     chars, count, began = gen.vocab.chars, 0, time.monotonic()
     for ids, live, logp in gen.steps():
         if not live[0]:
