@@ -139,6 +139,7 @@ BAD_REQUESTS = [
     ("POST", "/api/sample", {"length": api.MAX_LENGTH + 1}, 422, f"length must be in [0, {api.MAX_LENGTH}]"),
     ("POST", "/api/sample", {"length": "long"}, 422, 'length must be an integer, got "long"'),
     ("POST", "/api/sample", {"seed": -1}, 422, "seed must be in [0,"),
+    ("POST", "/api/sample", {"rate": 0.01}, 422, "rate must be 0 (as fast as drawn) or from 1"),
     ("POST", "/api/sample", {"model": "other"}, 422, "model must be one of 'best', 'latest'"),
     ("POST", "/api/sample", {"prime": "a" * (api.MAX_PRIME + 1)}, 413, f"over the limit of {api.MAX_PRIME}"),
     ("POST", "/api/score", {"text": BIG}, 413, f"over the limit of {api.MAX_TEXT}"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+import socket
 import sys
 import threading
 import traceback
@@ -41,6 +42,8 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 128  # a burst of clients connecting at once is queued, not refused
 
     def __init__(self, address, store, directory: str):
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6  # --host :: or ::1
         super().__init__(address, Handler)
         self.store, self.directory = store, directory
         self.static = {path: (resources.files(__package__).joinpath("static", name).read_bytes(), ctype)
@@ -48,6 +51,11 @@ class Server(ThreadingHTTPServer):
         self.allowed_hosts = allowed_hosts(address[0], self.server_address[1])
         self.generating = 0  # samples being generated now (visible in /api/info)
         self.lock = threading.Lock()
+
+    def handle_error(self, request, client_address):
+        # A client that went away between requests is not news; anything else is printed.
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 def allowed_hosts(host: str, port: int):
