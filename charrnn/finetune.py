@@ -63,7 +63,7 @@ def start(config: Config, vocab: Vocab, ids: np.ndarray) -> Start:
     """Load config.init_from and set up a run on ids (in `vocab`'s ids) from its weights."""
     from . import checkpoint as ckpt
 
-    checkpoint = ckpt.load(config.init_from)
+    checkpoint = ckpt.require_lm(ckpt.load(config.init_from), "--init-from")
     old = checkpoint.config
     if (old.encoding == BYTES) != (config.encoding == BYTES):
         raise CharRNNError(f"cannot fine-tune {config.init_from}: it reads {kind(old.encoding)}, and this corpus is "
