@@ -29,6 +29,7 @@ STATIC = {  # URL path -> (file in charrnn/serve/static, content type)
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/app.css": ("app.css", "text/css; charset=utf-8"),
 }
+DRAIN_LIMIT = 16 * api.MAX_BODY  # bytes of an oversized body read (and dropped) to answer 413 cleanly
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
@@ -90,9 +91,10 @@ def allowed_hosts(host: str, port: int):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server_version = "charrnn"
-    sys_version = ""  # no Python version in the Server header
     timeout = 60  # a client that stops reading a stream for this long is dropped
+
+    def version_string(self):
+        return "charrnn"  # no Python version in the Server header
 
     # -- dispatch ---------------------------------------------------------------------------
     def do_GET(self):
@@ -170,9 +172,32 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise api.ApiError(400, f"bad Content-Length {length!r}") from None
         if n > api.MAX_BODY or n < 0:
-            self.close_connection = True  # the unread body would be taken for the next request
+            self._drain(n)
             raise api.ApiError(413, f"the body is {n} bytes, over the limit of {api.MAX_BODY}")
         return api.parse_body(self.rfile.read(n))
+
+    def _drain(self, n: int) -> None:
+        """Read and drop an oversized body, so the client, still sending it, gets the 413
+        rather than a reset connection; a body past DRAIN_LIMIT is not worth reading."""
+        self.close_connection = True
+        if not 0 < n <= DRAIN_LIMIT:
+            return
+        while n > 0:
+            piece = self.rfile.read(min(n, 1 << 16))
+            if not piece:
+                break
+            n -= len(piece)
+
+    def handle_expect_100(self):
+        # `Expect: 100-continue` (curl sends it for bodies over 1 KB): refuse an oversized
+        # body before the client sends it.
+        length = self.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > api.MAX_BODY:
+            self.close_connection = True
+            self._send_json({"error": f"the body is {int(length)} bytes, over the limit of {api.MAX_BODY}",
+                             "status": 413}, 413)
+            return False
+        return super().handle_expect_100()
 
     # -- routes ---------------------------------------------------------------------------
     def static(self, url) -> None:
