@@ -30,8 +30,9 @@ translate-demo: $(STAMP)
 	  | paste runs/dates/shown.tsv - \
 	  | awk -F'\t' '{ printf "%-30s -> %s%s\n", $$1, $$3, ($$3 == $$2 ? "" : "   (expected " $$2 ")") }'
 
+# -rs: skipped tests are listed with their reason (the browser test says what it lacks).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
 
 bench: $(STAMP)
 	$(BIN)/charrnn bench

@@ -578,6 +578,57 @@ def hello(word, steps, seed, as_json):
     click.echo(json.dumps(result.to_dict()) if as_json else format_walkthrough(result))
 
 
+
+@main.command()
+@click.argument("directory", default=None, required=False, metavar="[DIR]")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="Serve this checkpoint file instead of DIR's best.npz (else latest.npz); DIR defaults to its directory.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 opens the server to the network.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port; 0 picks a free one.")
+@friendly_errors
+def serve(directory, checkpoint, host, port):
+    """A local page and JSON API for the model in DIR [default: checkpoints]: generate, inspect, watch it train.
+
+    Reloads DIR/best.npz and latest.npz when training replaces them. Runs until Ctrl-C.
+    """
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")  # many small products from many threads (see sample)
+    from .serve import run
+
+    if directory is None:
+        directory = os.path.dirname(checkpoint) or "." if checkpoint else DEFAULT_DIR
+    run(directory, checkpoint, host, port, echo=click.echo)
+
+
+@main.command("inspect")
+@click.argument("file")
+@checkpoint_option
+@encoding_options
+@click.option("--color", "colour", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+              help="Tint each character by its surprise: auto does on a terminal (unless NO_COLOR is set).")
+@friendly_errors
+def inspect_(file, checkpoint, encoding, colour, **flags):
+    """Print FILE (- for stdin) tinted by how surprised the model is by each character.
+
+    The tint is the character's loss in nats (legend on stderr); the mean is `charrnn eval`'s.
+    Not on a terminal, the text is printed as it is.
+    """
+    from .surprise import LEGEND, char_scores, tinted
+
+    ck = load_checkpoint(checkpoint)
+    text = read_for(ck, file, encoding, flags["bytes"])
+    if len(text) < 2:
+        raise CharRNNError(f"need at least 2 characters to score, got {len(text)}")
+    scores = char_scores(ck.model(), ck.vocab, text)
+    use = colour == "always" or (colour == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
+    with StreamWriter(sys.stdout) as out:
+        out.write(tinted(scores) if use else text)
+        if not text.endswith("\n"):
+            out.write("\n")
+    click.echo(f"{LEGEND if use else ''}loss {scores.loss:.4f} nats/char  {scores.bits_per_char:.4f} bits/char  "
+               f"({scores.predictions} predictions)", err=True)
+
 class StreamWriter:
     """Writes text as it comes, flushing at line ends and at least every 0.1 s.
 
