@@ -18,7 +18,7 @@ train: $(STAMP)
 	$(BIN)/charrnn train data/shakespeare.txt --config configs/default.yaml --force
 	$(BIN)/charrnn sample --length 600 --seed 1
 
-# The dates example: generate the data (fixed seed), train an encoder-decoder (2.5 min),
+# The dates example: generate the data (fixed seed), train an encoder-decoder (3 min),
 # score the 1,000 held-out dates and show a dozen of them.
 DATES := examples/dates/data
 translate-demo: $(STAMP)
