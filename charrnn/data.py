@@ -13,13 +13,14 @@ from typing import Optional
 
 import numpy as np
 
+from .compressed import decompress, read_chunks
 from .errors import CharRNNError
 
 
 def read_text(path: str) -> str:
     """Read a UTF-8 file ('-' is stdin) with one-line errors a user can act on."""
     if path == "-":
-        return _decode(sys.stdin.buffer.read(), 0, "<stdin>")
+        return _decode(_stdin_bytes(), 0, "<stdin>")
     return _decode(b"".join(_file_chunks(path)), 0, path)
 
 
@@ -47,7 +48,7 @@ def _pieces(paths):
     """Yield (bytes, offset, name) pieces of valid-UTF-8-boundary text from each path."""
     for path in paths:
         name = "<stdin>" if path == "-" else path
-        chunks = iter([sys.stdin.buffer.read()]) if path == "-" else _file_chunks(path)
+        chunks = iter([_stdin_bytes()]) if path == "-" else _file_chunks(path)
         carry, offset = b"", 0
         for chunk in chunks:
             buf = carry + chunk
@@ -70,18 +71,17 @@ def _file_chunks(path):
     if os.path.isdir(path):
         raise CharRNNError(f"{path} is a directory, not a text file")
     try:
-        with open(path, "rb") as fh:
-            while True:
-                chunk = fh.read(CHUNK_BYTES)
-                if not chunk:
-                    break
-                yield chunk
+        yield from read_chunks(path, CHUNK_BYTES)  # gzip, bzip2 and xz files decompressed
     except FileNotFoundError:
         raise CharRNNError(f"file not found: {path}") from None
     except PermissionError:
         raise CharRNNError(f"permission denied: {path}") from None
     except OSError as exc:
         raise CharRNNError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _stdin_bytes() -> bytes:
+    return decompress(sys.stdin.buffer.read(), "<stdin>")
 
 
 def _decode(piece: bytes, offset: int, name: str) -> str:
