@@ -84,7 +84,7 @@ def sample_speed(config, V: int = 84, streams: int = 1, chars: int = 2000) -> fl
     """Generated characters per second, in total over `streams` samples drawn together,
     through the same generator `charrnn sample --num-samples` uses (no output written)."""
     from .checkpoint import Checkpoint
-    from .sample import Generation
+    from .sampling import Generation
     from .vocab import Vocab
 
     model = _model(config, V)
@@ -99,7 +99,7 @@ def sample_speed(config, V: int = 84, streams: int = 1, chars: int = 2000) -> fl
 
 def eval_speed(config, V: int = 84, chars: int = 50_000) -> float:
     """Characters per second scoring one stream, as `charrnn eval` does."""
-    from .evaluate import score_ids
+    from .scoring import score_ids
 
     model = _model(config, V)
     ids = np.random.default_rng(0).integers(0, V, chars).astype(np.uint8)

@@ -170,10 +170,12 @@ class Elman(_HiddenState):
         self._hs = h  # (T + 1, B, H): h_0..h_T, for final_state
         return h[1:]
 
-    def backward(self, p: dict, dhs: np.ndarray, grads: dict, need_dx: bool = True):
+    def backward(self, p: dict, dhs: np.ndarray, grads: dict, need_dx: bool = True,
+                 need_dstate0: bool = False):
         """dhs: d loss / d h_t from above, (T, B, H). Adds into grads; returns d loss / d x.
 
-        Truncated BPTT: no gradient flows into the carried-in state h_0.
+        Truncated BPTT: no gradient flows into the carried-in state h_0. need_dstate0=True
+        (an encoder-decoder's decoder) leaves d loss / d h_0 in self.dstate0, (B, H).
         """
         k = self.keys
         W_xh, W_hh = p[k["W_xh"]], p[k["W_hh"]]
@@ -186,8 +188,9 @@ class Elman(_HiddenState):
         for t in range(T - 1, -1, -1):
             np.add(dhs[t], dh, out=da[t])
             da[t] *= dact[t]
-            if t:
+            if t or need_dstate0:
                 np.matmul(da[t], W_hhT, out=dh)
+        self.dstate0 = dh.copy() if need_dstate0 else None
         da2 = da.reshape(T * B, H)
         dW = buf["dW"][:H]
         np.matmul(h[:-1].reshape(T * B, H).T, da2, out=dW)  # sum over t of h_{t-1}^T da_t
@@ -342,10 +345,13 @@ class LSTM(_Gated):
         self._x, self._hs, self._cs = x, h, c
         return h[1:]
 
-    def backward(self, p: dict, dhs: np.ndarray, grads: dict, need_dx: bool = True):
+    def backward(self, p: dict, dhs: np.ndarray, grads: dict, need_dx: bool = True,
+                 need_dstate0: bool = False, dcs: np.ndarray | None = None):
         """dhs: d loss / d h_t from above, (T, B, H). Adds into grads; returns d loss / d x.
 
         Truncated BPTT: no gradient flows into the carried-in state (h_0, c_0).
+        need_dstate0=True leaves d loss / d (h_0, c_0) in self.dstate0; dcs (T, B, H), if
+        given, is d loss / d c_t from outside the layer (an encoder's state read mid-chunk).
         """
         W_h = p[self.keys["W_h"]]
         T, B, H = dhs.shape
@@ -365,6 +371,8 @@ class LSTM(_Gated):
             gt, dat = g[t], da[t]
             i, f, o, gg = gt[:, :H], gt[:, H : 2 * H], gt[:, 2 * H : 3 * H], gt[:, 3 * H :]
             dh += dhs[t]
+            if dcs is not None:
+                dc += dcs[t]
             np.multiply(dh, o, out=tmp)  # dc_t += dh_t o (1 - tanh(c_t)^2)
             tmp *= dtc[t]
             dc += tmp
@@ -377,8 +385,9 @@ class LSTM(_Gated):
             np.multiply(dc, i, out=tmp)  # d g
             dat[:, 3 * H :] *= tmp
             dc *= f  # d loss / d c_{t-1}
-            if t:
+            if t or need_dstate0:
                 np.matmul(dat, W_hT, out=dh)  # d loss / d h_{t-1} through the gates
+        self.dstate0 = (dh.copy(), dc.copy()) if need_dstate0 else None
         return self._weight_grads(p, grads, buf, buf["h"][:-1], da, da, need_dx)
 
     def step(self, p: dict, x: np.ndarray, state: tuple) -> tuple:
@@ -429,10 +438,12 @@ class GRU(_HiddenState, _Gated):
         self._x, self._hs = x, h
         return h[1:]
 
-    def backward(self, p: dict, dhs: np.ndarray, grads: dict, need_dx: bool = True):
+    def backward(self, p: dict, dhs: np.ndarray, grads: dict, need_dx: bool = True,
+                 need_dstate0: bool = False):
         """dhs: d loss / d h_t from above, (T, B, H). Adds into grads; returns d loss / d x.
 
-        Truncated BPTT: no gradient flows into the carried-in state h_0.
+        Truncated BPTT: no gradient flows into the carried-in state h_0. need_dstate0=True
+        leaves d loss / d h_0 in self.dstate0, (B, H).
         """
         k = self.keys
         W_h = p[k["W_h"]]
@@ -461,9 +472,10 @@ class GRU(_HiddenState, _Gated):
             dght[:, : 2 * H] = dgxt[:, : 2 * H]
             np.multiply(dgxt[:, 2 * H :], r, out=dght[:, 2 * H :])  # d h_n = d a_n r
             np.multiply(dh, z, out=tmp2)  # the direct path h_{t-1} -> h_t
-            if t:
+            if t or need_dstate0:
                 np.matmul(dght, W_hT, out=dh)
                 dh += tmp2
+        self.dstate0 = dh.copy() if need_dstate0 else None
         grads[k["b_hn"]] += dgh[..., 2 * H :].reshape(T * B, H).sum(axis=0)
         return self._weight_grads(p, grads, buf, h[:-1], dgx, dgh, need_dx)
 

@@ -123,7 +123,7 @@ def train(corpus, config_file, out, force, resume, quiet, **overrides):
     from .config import resolve
     from .progress import Progress
     from .resume import load_latest
-    from .train import Interrupted, train as run
+    from .training import Interrupted, train as run
 
     out = run_dir(corpus, resume, out)
     config = resolve(config_file, overrides, base=load_latest(out).meta["config"] if resume is not None else None)
@@ -177,7 +177,7 @@ def sample(checkpoint, temperature, length, prime, seed, top_k, num_samples, sep
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     from .data import read_text
-    from .sample import samples, stream, unescape
+    from .sampling import samples, stream, unescape
 
     model = load_checkpoint(checkpoint)
     args = dict(num_samples=num_samples, length=length, temperature=temperature, seed=seed, top_k=top_k,
@@ -206,7 +206,7 @@ def sample(checkpoint, temperature, length, prime, seed, top_k, num_samples, sep
 def eval_(file, checkpoint, as_json, per_line, reset_per_line, tsv):
     """Score FILE (- for stdin): loss in nats/char, bits/char, perplexity; or each line's."""
     from .data import read_text
-    from .evaluate import evaluate, score_lines
+    from .scoring import evaluate, score_lines
 
     model = load_checkpoint(checkpoint)
     text = read_text(file)
@@ -239,7 +239,7 @@ def encode(file, checkpoint, fmt, output, skip_unknown, quiet):
     """Encode each line of FILE (- for stdin) as the final hidden state of the top layer."""
     from .batching import split_lines
     from .data import read_text
-    from .encode import encode_lines
+    from .vectors import encode_lines
 
     if fmt == "npy" and output is None:
         raise click.UsageError("--format npy writes binary: give --output FILE (or - for stdout)")
@@ -287,7 +287,7 @@ def plot(source, output, title, quiet):
     SOURCE is a checkpoint directory (default checkpoints) or a metrics.jsonl file.
     Needs matplotlib: pip install 'charrnn[plot]'.
     """
-    from .plot import plot as draw
+    from .plotting import plot as draw
 
     path = draw(source, output, title)
     if not quiet:

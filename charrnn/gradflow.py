@@ -217,7 +217,7 @@ def compare_activations(text: str, seconds: float = 5.0, hidden_size: int = 64, 
     from .config import Config
     from .data import min_train_length
     from .model import Model
-    from .train import train
+    from .training import train
     from .vocab import Vocab
 
     B, T = 32, 64
@@ -268,7 +268,7 @@ def format_table(flows: list) -> str:
 
 def require_matplotlib():
     """pyplot on a file-only backend, or the one-line error naming the extra to install."""
-    from .plot import _pyplot
+    from .plotting import _pyplot
 
     return _pyplot()
 
@@ -291,6 +291,6 @@ def plot(flows: list, path: str, title: str = "") -> None:
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    from .plot import save_figure
+    from .plotting import save_figure
 
     save_figure(plt, fig, path)

@@ -77,7 +77,7 @@ def hello(word: str = "hello", steps: Optional[int] = None, seed: int = 0, activ
     from . import checkpoint as ckpt
     from .config import Config
     from .model import Model
-    from .train import train
+    from .training import train
     from .vocab import Vocab
 
     if len(word) < 2:

@@ -19,7 +19,7 @@ import pytest
 
 from charrnn import checkpoint as ckpt
 from charrnn.data import split
-from charrnn.train import train, validate
+from charrnn.training import train, validate
 from conftest import TINY_TEXT, tiny_config
 
 KILLS = 12
@@ -154,16 +154,15 @@ def test_a_second_ctrl_c_during_a_save_keeps_the_previous_file(tmp_path, monkeyp
 
 
 def test_the_cli_turns_an_abort_into_exit_130_without_a_traceback(tiny_corpus, tmp_path, monkeypatch):
-    import importlib
-
     from click.testing import CliRunner
 
+    from charrnn import training
     from charrnn.cli import main
 
     def abort(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(importlib.import_module("charrnn.train"), "train", abort)
+    monkeypatch.setattr(training, "train", abort)
     result = CliRunner().invoke(main, ["train", tiny_corpus, "--out", str(tmp_path / "run")])
     assert result.exit_code == 130
     assert result.stderr.strip() == "charrnn: interrupted"

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 import charrnn
 from charrnn.cli import main
-from charrnn.evaluate import score_ids, score_lines
+from charrnn.scoring import score_ids, score_lines
 
 CHARRNN = os.path.join(os.path.dirname(sys.executable), "charrnn")
 LINES = "JULIET.\nO Romeo, Romeo\n\nwherefore art thou Romeo?\nO Romeo, Romeo\nROMEO."  # no final newline
@@ -100,13 +100,11 @@ def test_vector_is_the_last_hidden_state_of_a_forward_pass(ck):
 
 
 def test_encode_batches_long_inputs_in_time_chunks(ck, monkeypatch):
-    import importlib
+    from charrnn import batching, vectors
 
-    batching = importlib.import_module("charrnn.batching")
-    encode_mod = importlib.import_module("charrnn.encode")
     lines = ["O Romeo, Romeo " * k for k in (1, 3, 7)] + ["JULIET."]
     whole = charrnn.encode(ck, lines)
-    monkeypatch.setattr(encode_mod, "TIME_CHUNK", 5)  # many chunks, a state carried between them
+    monkeypatch.setattr(vectors, "TIME_CHUNK", 5)  # many chunks, a state carried between them
     monkeypatch.setattr(batching, "MAX_ROWS", 2)
     assert np.allclose(charrnn.encode(ck, lines), whole, atol=1e-6)
 

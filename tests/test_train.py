@@ -11,7 +11,7 @@ from charrnn import checkpoint as ckpt
 from charrnn.config import resolve
 from charrnn.data import Streams, split
 from charrnn.model import Model
-from charrnn.train import train
+from charrnn.training import train
 
 from conftest import CONFIGS, DATA, TINY_TEXT, tiny_config
 

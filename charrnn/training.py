@@ -22,7 +22,7 @@ from . import finetune, optim
 from .config import Config
 from .data import Corpus, Streams, load_corpus, split
 from .errors import CharRNNError, CheckpointError, DivergenceError
-from .evaluate import score_ids
+from .scoring import score_ids
 from .metrics import FILENAME as METRICS_FILE, MetricsRecorder
 from .model import Model
 from .resume import RunState, check_same_run, load_latest
