@@ -25,6 +25,7 @@ _LAZY = {
     "train": ("training", "train"),
     "sample": ("sampling", "sample"),
     "samples": ("sampling", "samples"),
+    "likeliest": ("sampling", "likeliest"),
     "evaluate": ("scoring", "evaluate"),
     "score_lines": ("scoring", "score_lines"),
     "encode": ("vectors", "encode"),

@@ -309,3 +309,22 @@ def find(directory: str = "checkpoints") -> str:
         if os.path.exists(path):
             return path
     raise CheckpointError(f"no checkpoint in {directory}/ (train first, or pass --checkpoint PATH)")
+
+
+def read_meta(path: str) -> dict:
+    """Only the 'meta' JSON of a checkpoint, without reading its arrays (for listings).
+
+    Not validated beyond being a JSON object: use load() before using the checkpoint.
+    """
+    if os.path.isdir(path):
+        raise CheckpointError(f"checkpoint path is a directory: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint not found: {path}") from None
+    except Exception as exc:  # noqa: BLE001  (as in _read_arrays: any failure means damaged)
+        raise CheckpointError(f"{path} is damaged and cannot be read ({type(exc).__name__}: {exc})"[:300]) from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path} is not a valid charrnn checkpoint: 'meta' is not a JSON object")
+    return meta

@@ -161,15 +161,26 @@ def run_dir(corpus, resume, out) -> str:
 @click.option("--prime", default="", help="Text to start from, printed first; - reads it from stdin.")
 @click.option("--seed", type=int, default=None, help="Random seed: the same seed gives the same text. Sample i uses SEED+i.")
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="Draw only from the K likeliest characters.")
+@click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
+              help="Nucleus sampling: draw only from the likeliest characters whose probabilities sum to at least P, in (0, 1].")
+@click.option("--repetition-penalty", type=click.FloatRange(min=1), default=1.0, show_default=True,
+              help="Divide by R the probability of a character that continues a string already in the text "
+                   "(a guard against loops); 1 is off.")
+@click.option("--beam", type=click.IntRange(min=1), default=None,
+              help="Search for the likeliest text with a beam of N hypotheses instead of drawing (1 is --temp 0); "
+                   "--json prints every beam.")
 @click.option("--num-samples", "-n", type=click.IntRange(min=1), default=1, show_default=True,
               help="Samples to draw, generated side by side in one batch.")
 @click.option("--separator", default=r"\n\n", show_default=True,
               help=r"Written between samples; \n, \t, \0 and \\ are understood.")
 @click.option("--stop-at", default=None, help="End each sample after the first occurrence of this string in it (escapes as --separator).")
 @click.option("--json", "as_json", is_flag=True,
-              help="One JSON object per sample and line: seed, temperature, top_k, prime, text, logprobs, stopped.")
+              help="One JSON object per sample and line: seed, temperature, top_k, prime, text, logprobs, stopped, logprob; "
+                   "with --beam: prime, text, logprob, logprobs, stopped, beam, rank.")
+@click.pass_context
 @friendly_errors
-def sample(checkpoint, temperature, length, prime, seed, top_k, num_samples, separator, stop_at, as_json):
+def sample(ctx, checkpoint, temperature, length, prime, seed, top_k, top_p, repetition_penalty, beam,
+           num_samples, separator, stop_at, as_json):
     """Generate text from a trained model, written to stdout as it is produced."""
     # One character step is a (N, H) x (H, H) product: too small for BLAS threads to pay
     # off, and on a busy machine they cost several times the work (measured: README).
@@ -177,11 +188,22 @@ def sample(checkpoint, temperature, length, prime, seed, top_k, num_samples, sep
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     from .data import read_text
-    from .sampling import samples, stream, unescape
+    from .sampling import likeliest, samples, stream, unescape
 
+    if beam is not None:
+        check_beam_options(ctx, top_k, top_p, num_samples)
     model = load_checkpoint(checkpoint)
+    prime = read_text("-") if prime == "-" else prime
+    if beam is not None:
+        found = likeliest(model, beam, length, prime, unescape(stop_at), repetition_penalty)
+        if as_json:
+            for b in found:
+                click.echo(json.dumps(b.to_dict(), ensure_ascii=False))
+        else:
+            click.echo(prime + found[0].text, nl=not found[0].text.endswith("\n"))
+        return
     args = dict(num_samples=num_samples, length=length, temperature=temperature, seed=seed, top_k=top_k,
-                prime=read_text("-") if prime == "-" else prime, stop_at=unescape(stop_at))
+                prime=prime, stop_at=unescape(stop_at), top_p=top_p, repetition_penalty=repetition_penalty)
     if as_json:
         for s in samples(model, **args):
             click.echo(json.dumps(s.to_dict(), ensure_ascii=False))
@@ -191,6 +213,18 @@ def sample(checkpoint, temperature, length, prime, seed, top_k, num_samples, sep
             out.write(text)
         if not out.last.endswith("\n"):
             out.write("\n")
+
+
+def check_beam_options(ctx, top_k, top_p, num_samples) -> None:
+    """--beam searches instead of drawing: the drawing options do not apply; say so, don't ignore them."""
+    given = [name for name, value in (("--top-k", top_k), ("--top-p", top_p)) if value is not None]
+    if ctx.get_parameter_source("temperature") == click.core.ParameterSource.COMMANDLINE:
+        given.insert(0, "--temp")
+    if num_samples != 1:
+        given.append("--num-samples")
+    if given:
+        raise click.UsageError(f"--beam searches for the likeliest text instead of drawing: {', '.join(given)} "
+                               f"do{'es' if len(given) == 1 else ''} not apply (--json prints every beam)")
 
 
 @main.command("eval")
@@ -362,6 +396,23 @@ def gradflow(file, checkpoint, steps, windows, as_json, plot_path, compare_activ
     if plot_path:
         gf.plot(flows, plot_path, f"gradient flow on {os.path.basename(file) if file != '-' else 'stdin'}")
     click.echo(json.dumps({"flows": [f.to_dict() for f in flows]}) if as_json else gf.format_table(flows))
+
+
+@main.command()
+@click.argument("target", default=DEFAULT_DIR, required=False, metavar="[CHECKPOINT|DIR]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: a list of rows for a directory, one object for a checkpoint.")
+@friendly_errors
+def info(target, as_json):
+    """List a run directory's checkpoints (step, epoch, losses, time), or describe one checkpoint
+    (model, vocabulary, corpus, config, how it was trained). [default: checkpoints]"""
+    from .info import describe, format_description, format_listing, list_dir
+
+    if os.path.isdir(target):
+        entries = list_dir(target)
+        click.echo(json.dumps([e.to_dict() for e in entries]) if as_json else format_listing(target.rstrip("/"), entries))
+    else:
+        d = describe(target)
+        click.echo(json.dumps(d, ensure_ascii=False) if as_json else format_description(d))
 
 
 @main.command()
