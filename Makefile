@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv train test bench clean
+.PHONY: venv train test bench clean peer five-minutes
 
 venv: $(STAMP)
 
@@ -25,5 +25,19 @@ bench: $(STAMP)
 	$(BIN)/charrnn bench
 
 clean:
-	rm -rf $(VENV) checkpoints .pytest_cache .hypothesis build dist *.egg-info
+	rm -rf $(VENV) $(PEER) checkpoints .pytest_cache .hypothesis build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# The PyTorch peer (bench/torch_peer.py) in its own environment: torch is never charrnn's dependency.
+PEER ?= .venv-peer
+peer: $(PEER)/.installed
+
+$(PEER)/.installed:
+	test -x $(PEER)/bin/python || $(PYTHON) -m venv $(PEER)
+	$(PEER)/bin/python -m pip install -q torch==2.13.0 numpy PyYAML
+	touch $@
+
+# The race: each configs/shakespeare-*.yaml, charrnn then the peer, 300 s each (about 35 minutes).
+# Shorter: make five-minutes RACE_ARGS="--seconds 20"
+five-minutes: $(STAMP) $(PEER)/.installed
+	$(BIN)/python bench/five_minutes.py --peer-python $(PEER)/bin/python $(RACE_ARGS)
