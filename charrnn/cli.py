@@ -94,6 +94,21 @@ def load_checkpoint(path):
     return ckpt.load(path or ckpt.find(DEFAULT_DIR))
 
 
+def encoding_options(fn):
+    """--encoding and --bytes for a command that reads text for a trained model."""
+    fn = click.option("--bytes", "bytes", is_flag=True, help="Read FILE as bytes (a model trained with --bytes does anyway).")(fn)
+    return click.option("--encoding", default=None,
+                        help="Read FILE in this encoding [default: the one the model was trained with].")(fn)
+
+
+def read_for(model, file, encoding, as_bytes) -> str:
+    """FILE read as the model's training text was, unless --encoding says otherwise; a
+    byte-level model and a character model never read each other's input."""
+    from .data import read_text, reading_encoding
+
+    return read_text(file, reading_encoding(model.config.encoding, encoding_option(encoding, as_bytes)))
+
+
 def config_options(fn):
     """One --flag per Config field (hidden_size -> --hidden-size), help from the dataclass."""
     from .config import Config, field_type
@@ -107,6 +122,20 @@ def config_options(fn):
     return fn
 
 
+def bytes_option(fn):
+    # The parameter is named "bytes" so that its environment variable is CHARRNN_TRAIN_BYTES;
+    # it arrives in **overrides and is taken out there.
+    return click.option("--bytes", "bytes", is_flag=True, default=None,
+                        help="A byte-level vocabulary: every byte of any file is one symbol (same as --encoding bytes).")(fn)
+
+
+def encoding_option(encoding, as_bytes):
+    """--encoding NAME and --bytes as one value (None: not given)."""
+    if as_bytes and encoding not in (None, "bytes"):
+        raise click.UsageError(f"--bytes and --encoding {encoding} contradict each other; give one")
+    return "bytes" if as_bytes else encoding
+
+
 @main.command()
 @click.argument("corpus", nargs=-1, metavar="CORPUS...")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config; flags override it.")
@@ -116,18 +145,20 @@ def config_options(fn):
               help="Continue the run in DIR/latest.npz exactly where it stopped [DIR: --out]; "
                    "give the same corpus; limits count from the run's start.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+@bytes_option
 @config_options
 @friendly_errors
 def train(corpus, config_file, out, force, resume, quiet, **overrides):
-    """Train on CORPUS (UTF-8 text files, or - for stdin; several are concatenated)."""
+    """Train on CORPUS (text files, UTF-8 unless --encoding or --bytes, or - for stdin; several are concatenated)."""
     from .config import resolve
     from .progress import Progress
     from .resume import load_latest
     from .training import Interrupted, train as run
 
+    overrides["encoding"] = encoding_option(overrides.get("encoding"), overrides.pop("bytes"))
     out = run_dir(corpus, resume, out)
     config = resolve(config_file, overrides, base=load_latest(out).meta["config"] if resume is not None else None)
-    progress = Progress(quiet)
+    progress = Progress(quiet, max_time=config.max_time)
     try:
         result = run(config, list(corpus), out=out, callback=progress, force=force, resume=resume is not None)
     except Interrupted as exc:
@@ -187,31 +218,37 @@ def sample(ctx, checkpoint, temperature, length, prime, seed, top_k, top_p, repe
     # Only takes effect before numpy is imported, and a user's own setting wins.
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    from .data import read_text
+    from .data import BYTES, model_text, read_text
     from .sampling import likeliest, samples, stream, unescape
 
     if beam is not None:
         check_beam_options(ctx, top_k, top_p, num_samples)
     model = load_checkpoint(checkpoint)
-    prime = read_text("-") if prime == "-" else prime
+    # A byte-level model's text is one character per byte; what the user typed is its UTF-8 bytes.
+    enc = model.config.encoding
+    prime = read_text("-", enc) if prime == "-" else model_text(prime, enc)
+    stop_at = model_text(unescape(stop_at), enc) if stop_at is not None else None
     if beam is not None:
-        found = likeliest(model, beam, length, prime, unescape(stop_at), repetition_penalty)
+        found = likeliest(model, beam, length, prime, stop_at, repetition_penalty)
         if as_json:
             for b in found:
                 click.echo(json.dumps(b.to_dict(), ensure_ascii=False))
-        else:
-            click.echo(prime + found[0].text, nl=not found[0].text.endswith("\n"))
-        return
-    args = dict(num_samples=num_samples, length=length, temperature=temperature, seed=seed, top_k=top_k,
-                prime=prime, stop_at=unescape(stop_at), top_p=top_p, repetition_penalty=repetition_penalty)
-    if as_json:
-        for s in samples(model, **args):
+            return
+        texts = [prime + found[0].text]
+    elif as_json:
+        for s in samples(model, num_samples, length, temperature, prime, seed, top_k, stop_at,
+                         top_p=top_p, repetition_penalty=repetition_penalty):
             click.echo(json.dumps(s.to_dict(), ensure_ascii=False))
         return
-    with StreamWriter(sys.stdout) as out:
-        for text in stream(model, separator=unescape(separator), **args):
+    else:
+        texts = stream(model, num_samples, length, temperature, prime, seed, top_k, stop_at,
+                       model_text(unescape(separator), enc), top_p, repetition_penalty)
+    # A byte-level model's samples are raw bytes, written as they are, with no newline added.
+    raw = enc == BYTES
+    with StreamWriter(sys.stdout.buffer if raw else sys.stdout, "latin-1" if raw else None) as out:
+        for text in texts:
             out.write(text)
-        if not out.last.endswith("\n"):
+        if not raw and not out.last.endswith("\n"):
             out.write("\n")
 
 
@@ -234,16 +271,16 @@ def check_beam_options(ctx, top_k, top_p, num_samples) -> None:
 @click.option("--per-line", is_flag=True,
               help="Score each line: one JSON object per line (line, chars, predictions, nats, nats_per_char, bits, bits_per_char, text).")
 @click.option("--reset-per-line", is_flag=True, help="Score each line alone, from a zero state (implies --per-line).")
+@encoding_options
 @click.option("--tsv", is_flag=True,
               help="Per-line scores as tab-separated line, chars, nats, nats_per_char, bits, bits_per_char, text (implies --per-line).")
 @friendly_errors
-def eval_(file, checkpoint, as_json, per_line, reset_per_line, tsv):
+def eval_(file, checkpoint, as_json, per_line, reset_per_line, encoding, tsv, **flags):
     """Score FILE (- for stdin): loss in nats/char, bits/char, perplexity; or each line's."""
-    from .data import read_text
     from .scoring import evaluate, score_lines
 
     model = load_checkpoint(checkpoint)
-    text = read_text(file)
+    text = read_for(model, file, encoding, flags["bytes"])
     if per_line or reset_per_line or tsv:
         for s in score_lines(model, text, reset=reset_per_line):
             d = s.to_dict()
@@ -266,19 +303,19 @@ TSV_COLUMNS = ("line", "chars", "nats", "nats_per_char", "bits", "bits_per_char"
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "npy"]), default="jsonl", show_default=True,
               help='jsonl: {"line": N, "vector": [...]} per line on stdout; npy: a (lines, H) float array to --output.')
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here instead of stdout (- is stdout).")
+@encoding_options
 @click.option("--skip-unknown", is_flag=True, help="Skip lines with characters the model never saw, instead of failing.")
 @click.option("--quiet", "-q", is_flag=True, help="Do not report skipped lines on stderr.")
 @friendly_errors
-def encode(file, checkpoint, fmt, output, skip_unknown, quiet):
+def encode(file, checkpoint, fmt, output, encoding, skip_unknown, quiet, **flags):
     """Encode each line of FILE (- for stdin) as the final hidden state of the top layer."""
     from .batching import split_lines
-    from .data import read_text
     from .vectors import encode_lines
 
     if fmt == "npy" and output is None:
         raise click.UsageError("--format npy writes binary: give --output FILE (or - for stdout)")
     model = load_checkpoint(checkpoint)
-    lines = split_lines(read_text(file))
+    lines = split_lines(read_for(model, file, encoding, flags["bytes"]))
     numbers, vectors = encode_lines(model, lines, skip_unknown=skip_unknown)
     write_vectors(numbers, vectors, fmt, output)
     skipped = len(lines) - len(numbers)
@@ -435,15 +472,16 @@ class StreamWriter:
     A closed pipe (`| head`) ends the output quietly with status 0.
     """
 
-    def __init__(self, stream, interval: float = 0.1):
+    def __init__(self, stream, encoding=None, interval: float = 0.1):
         import time
 
         self.stream, self.interval, self._clock = stream, interval, time.monotonic
+        self.encoding = encoding  # text is encoded with it first, for a binary stream
         self._last = self._clock()
         self.last = ""  # the last non-empty text written
 
     def write(self, text: str) -> None:
-        self.stream.write(text)
+        self.stream.write(text.encode(self.encoding) if self.encoding else text)
         if text:
             self.last = text
         now = self._clock()

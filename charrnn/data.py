@@ -17,12 +17,44 @@ from typing import Optional
 import numpy as np
 
 from .compressed import decompress, read_chunks
+from .config import BYTES, check_encoding
 from .errors import CharRNNError
 
 
-def read_text(path: str) -> str:
-    """Read a UTF-8 file ('-' is stdin) with one-line errors a user can act on."""
-    return "".join(text for _, text in _decoded(path))
+def read_text(path: str, encoding: str = "utf-8") -> str:
+    """Read a text file ('-' is stdin) with one-line errors a user can act on.
+
+    With encoding "bytes" every byte is one character, U+0000-U+00FF (bytes read as Latin-1).
+    """
+    return "".join(text for _, text in _decoded(path, encoding))
+
+
+def kind(encoding: str) -> str:
+    """What a model with this encoding reads: "bytes" or "characters (ENCODING)"."""
+    return "bytes" if encoding == BYTES else f"characters ({encoding})"
+
+
+def reading_encoding(model_encoding: str, requested: Optional[str] = None, what: str = "this model") -> str:
+    """How to read a file for a model trained with `model_encoding`: as it was, unless `requested`
+    says otherwise; a byte-level model and a character model never read each other's input."""
+    if requested is None:
+        return model_encoding
+    check_encoding(requested)
+    if (requested == BYTES) != (model_encoding == BYTES):
+        flag = "--bytes" if requested == BYTES else f"--encoding {requested}"
+        raise CharRNNError(f"{what} reads {kind(model_encoding)}, not {kind(requested)}; drop {flag}")
+    return requested
+
+
+def model_text(value: str, encoding: str) -> str:
+    """Text a user typed (a prime, a stop string) as the model's characters: for a byte-level
+    model, its UTF-8 bytes, one character each; otherwise the text itself."""
+    return value.encode("utf-8", "surrogateescape").decode("latin-1") if encoding == BYTES else value
+
+
+def output_bytes(text: str, encoding: str) -> Optional[bytes]:
+    """For a byte-level model, the raw bytes its text stands for; None for a character model."""
+    return text.encode("latin-1") if encoding == BYTES else None
 
 
 CHUNK_BYTES = 1 << 22  # corpus files are read in 4 MB pieces, so memory stays near 1 byte/char
@@ -35,23 +67,29 @@ class Corpus:
     sha256: str  # of the UTF-8 bytes, to recognise the same corpus on resume
 
 
-def _decoded(path: str):
-    """Yield (bytes, text) for each chunk of a file ('-' is stdin), decoded as UTF-8.
+def _decoded(path: str, encoding: str = "utf-8"):
+    """Yield (bytes, text) for each chunk of a file ('-' is stdin), decoded with `encoding`.
 
-    The incremental decoder keeps a character cut by a chunk boundary for the next chunk;
-    an invalid byte is a CharRNNError naming it and its offset in the file.
+    The incremental decoder keeps a character cut by a chunk boundary for the next chunk
+    (and a UTF-16 byte-order mark's verdict for the whole file); an invalid byte is a
+    CharRNNError naming it and its offset in the file.
     """
     name = "<stdin>" if path == "-" else path
+    check_encoding(encoding)
+    label = "UTF-8" if codecs.lookup(encoding if encoding != BYTES else "latin-1").name == "utf-8" else encoding
     chunks = iter([_stdin_bytes()]) if path == "-" else _file_chunks(path)
-    decoder = codecs.getincrementaldecoder("utf-8")()
+    decoder = codecs.getincrementaldecoder("latin-1" if encoding == BYTES else encoding)()
     offset = 0  # bytes of the file before this chunk
     for chunk in itertools.chain(chunks, [b""]):
         pending = len(decoder.getstate()[0])  # bytes of a cut character, decoded with this chunk
         try:
             text = decoder.decode(chunk, final=not chunk)
         except UnicodeDecodeError as exc:
-            raise CharRNNError(f"{name} is not valid UTF-8: byte 0x{exc.object[exc.start]:02x} "
-                               f"at offset {offset - pending + exc.start}") from None
+            hint = "; if it is in another encoding, pass --encoding NAME (or --bytes)" if label == "UTF-8" else ""
+            raise CharRNNError(f"{name} is not valid {label}: byte 0x{exc.object[exc.start]:02x} "
+                               f"at offset {offset - pending + exc.start}{hint}") from None
+        except UnicodeError as exc:  # e.g. "UTF-16 stream does not start with BOM"
+            raise CharRNNError(f"{name} is not valid {label}: {exc}") from None
         offset += len(chunk)
         yield chunk, text
 
@@ -79,23 +117,23 @@ def _codepoints(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
 
 
-def load_corpus(paths) -> Corpus:
+def load_corpus(paths, encoding: str = "utf-8") -> Corpus:
     """Read files ('-' is stdin) as one text, straight to ids, without a Python string of it.
 
     Two passes over the files (the vocabulary, then the ids) keep peak memory near one
     byte per character for a vocabulary of up to 256 characters; stdin is read once into
-    memory.
+    memory. `encoding` is any Python text codec, or "bytes" for a byte-level vocabulary.
     """
     from .vocab import Vocab, id_dtype
 
     if isinstance(paths, str):
         paths = [paths]
     if "-" in paths:  # stdin can be read once only: keep its pieces for the second pass
-        stdin = list(_decoded("-"))
+        stdin = list(_decoded("-", encoding))
 
     def pieces():
         for p in paths:
-            yield from stdin if p == "-" else _decoded(p)
+            yield from stdin if p == "-" else _decoded(p, encoding)
 
     digest, n, seen = hashlib.sha256(), 0, set()
     for chunk, text in pieces():

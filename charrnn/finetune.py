@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import Config
+from .config import BYTES, Config
+from .data import kind
+from .errors import CharRNNError
 from .model import Model
 from .vocab import Vocab, describe, id_dtype
 
@@ -63,6 +65,9 @@ def start(config: Config, vocab: Vocab, ids: np.ndarray) -> Start:
 
     checkpoint = ckpt.load(config.init_from)
     old = checkpoint.config
+    if (old.encoding == BYTES) != (config.encoding == BYTES):
+        raise CharRNNError(f"cannot fine-tune {config.init_from}: it reads {kind(old.encoding)}, and this corpus is "
+                           f"read as {kind(config.encoding)}; " + ("pass --bytes" if old.encoding == BYTES else "drop --bytes"))
     changed = [k for k in ARCHITECTURE if getattr(config, k) != getattr(old, k)]
     model, union, added = extend(checkpoint, vocab, config)
     lut = np.searchsorted(union.codepoints, vocab.codepoints).astype(id_dtype(len(union)))

@@ -86,7 +86,7 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
         vocab = Vocab.from_text(text)
         corpus_data = Corpus(vocab.encode(text), vocab, text_hash(text))
     elif corpus is not None:
-        corpus_data = load_corpus(corpus)
+        corpus_data = load_corpus(corpus, config.encoding)
     else:
         raise CharRNNError("no corpus given")
     vocab, ids = corpus_data.vocab, corpus_data.ids

@@ -50,6 +50,16 @@ CASES = [
      "val_fraction: must be in [0, 1), got 1.5"),
     ("train-zero-max-steps", ["train", "corpus.txt", "--out", "new", "--max-steps", "0"], None, 1,
      "max_steps: must be positive, got 0"),
+    ("train-unknown-encoding", ["train", "corpus.txt", "--out", "new", "--encoding", "foo"], None, 1,
+     "encoding: unknown encoding 'foo' (try utf-8, latin-1, cp1252, utf-16, or bytes)"),
+    ("train-not-a-text-encoding", ["train", "corpus.txt", "--out", "new", "--encoding", "hex"], None, 1,
+     "encoding: 'hex' is not a text encoding"),
+    ("train-bytes-and-encoding", ["train", "corpus.txt", "--out", "new", "--bytes", "--encoding", "utf-8"], None, 2,
+     "--bytes and --encoding utf-8 contradict each other; give one"),
+    ("train-undefined-cp1252-byte", ["train", "cp1252.txt", "--out", "new", "--encoding", "cp1252"], None, 1,
+     "cp1252.txt is not valid cp1252: byte 0x81 at offset 3"),
+    ("train-utf16-without-bom", ["train", "corpus.txt", "--out", "new", "--encoding", "utf-16"], None, 1,
+     "corpus.txt is not valid utf-16: UTF-16 stream does not start with BOM"),
     ("train-unknown-flag", ["train", "corpus.txt", "--hiden-size", "8"], None, 2, "No such option '--hiden-size'. (Did you mean one of: '--batch-size', '--hidden-size'?)"),
     ("train-no-corpus", ["train", "--out", "new"], None, 2, "Missing argument 'CORPUS...'"),
     # -- train: configs -----------------------------------------------------------------
@@ -114,6 +124,9 @@ CASES = [
     ("eval-empty-stdin", ["eval", "-"], b"", 1, "need at least 2 characters to score, got 0"),
     ("eval-directory", ["eval", "adir"], None, 1, "adir is a directory, not a text file"),
     ("eval-no-file", ["eval"], None, 2, "Missing argument 'FILE'"),
+    ("eval-bytes-on-a-character-model", ["eval", "corpus.txt", "--bytes"], None, 1,
+     "this model reads characters (utf-8), not bytes; drop --bytes"),
+    ("eval-unknown-encoding", ["eval", "corpus.txt", "--encoding", "foo"], None, 1, "unknown encoding 'foo'"),
     ("eval-damaged-checkpoint", ["eval", "corpus.txt", "--checkpoint", "truncated.npz"], None, 1,
      "truncated.npz is damaged and cannot be read"),
     # -- info ---------------------------------------------------------------------------
@@ -147,6 +160,7 @@ def workspace(tmp_path_factory, trained_dir):
     (ws / "corpus.txt").write_text(TINY_TEXT, encoding="utf-8")
     (ws / "other.txt").write_text(TINY_TEXT.replace("R", "Q") + "xx", encoding="utf-8")
     (ws / "latin1.txt").write_bytes("caf\u00e9 ol\u00e9\n".encode("latin-1"))
+    (ws / "cp1252.txt").write_bytes(b"abc\x81def\n")
     (ws / "empty.txt").write_bytes(b"")
     (ws / "short.txt").write_text("hi")
     (ws / "one.txt").write_text("h")
