@@ -199,9 +199,7 @@ class Generation:
                 j = t % RANDOM_BLOCK
                 if j == 0:
                     uniforms = np.stack([rng.random(RANDOM_BLOCK) for rng in self.rngs])  # (N, block)
-                np.multiply(scores, 1.0 / self.temperature, out=z)
-                decoding.filter_logits(z, self.top_k, self.top_p)
-                nxt = decoding.draw(z, uniforms[:, j], tri, cdf)
+                nxt = _draw(scores, self.temperature, self.top_k, uniforms[:, j], tri, z, cdf, self.top_p)
             history[:, P + t] = nxt
             if self.want_logprobs:
                 y = logits.astype(np.float64)
@@ -233,6 +231,15 @@ class Generation:
                               self.vocab.decode(ids[i, :n]), lp, bool(self.stopped[i]),
                               self.top_p, self.penalty, total))
         return out
+
+
+def _draw(logits, temperature, top_k, u, tri, z, cdf, top_p=None) -> np.ndarray:
+    """One character per row of logits (N, V), drawn with the uniforms u (N,): steps 2-5 of
+    decoding.py's order. z and cdf are (N, V) float32 work buffers; tri is the (V, V) upper
+    triangle of ones, or None."""
+    np.multiply(logits, 1.0 / temperature, out=z)
+    decoding.filter_logits(z, top_k, top_p)
+    return decoding.draw(z, u, tri, cdf)
 
 
 def check_decoding(top_p, repetition_penalty) -> None:
