@@ -14,9 +14,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
+# make train's model lives in its own directory, so it never replaces a model of yours in
+# checkpoints/ (charrnn train's default --out); --force lets it retrain there each time.
+MODEL_DIR := runs/make-train
+
 train: $(STAMP)
-	$(BIN)/charrnn train data/shakespeare.txt --config configs/default.yaml --force
-	$(BIN)/charrnn sample --length 600 --seed 1
+	$(BIN)/charrnn train data/shakespeare.txt --config configs/default.yaml --out $(MODEL_DIR) --force
+	$(BIN)/charrnn sample --checkpoint $(MODEL_DIR)/best.npz --length 600 --seed 1
+	@echo "make train: the model is $(MODEL_DIR)/best.npz; export CHARRNN_CHECKPOINT=$(MODEL_DIR)/best.npz to make it the default of sample, eval, encode and gradflow" >&2
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -25,7 +30,7 @@ bench: $(STAMP)
 	$(BIN)/charrnn bench
 
 clean:
-	rm -rf $(VENV) $(PEER) checkpoints .pytest_cache .hypothesis build dist *.egg-info
+	rm -rf $(VENV) $(PEER) $(MODEL_DIR) .pytest_cache .hypothesis build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # The PyTorch peer (bench/torch_peer.py) in its own environment: torch is never charrnn's dependency.
