@@ -15,50 +15,33 @@ Heavy modules (numpy and up) are imported lazily so that `import charrnn` and
 
 __version__ = "0.1.0"
 
-import sys as _sys
-import types as _types
+from .errors import CharRNNError  # cheap: no numpy
 
-from .errors import CharRNNError  # noqa: E402  (cheap: no numpy)
-
-# name -> (module, attribute) for the lazy re-exports.
+# name -> (module, attribute) for the lazy re-exports. No module is named like a function
+# it exports (training.train, sampling.sample), so importing a module never hides a function.
 _LAZY = {
     "Config": ("config", "Config"),
     "load": ("checkpoint", "load"),
-    "train": ("train", "train"),
-    "sample": ("sample", "sample"),
-    "samples": ("sample", "samples"),
-    "evaluate": ("evaluate", "evaluate"),
-    "score_lines": ("evaluate", "score_lines"),
-    "encode": ("encode", "encode"),
-    "plot": ("plot", "plot"),
+    "train": ("training", "train"),
+    "sample": ("sampling", "sample"),
+    "samples": ("sampling", "samples"),
+    "likeliest": ("sampling", "likeliest"),
+    "evaluate": ("scoring", "evaluate"),
+    "score_lines": ("scoring", "score_lines"),
+    "encode": ("vectors", "encode"),
+    "plot": ("plotting", "plot"),
     "Vocab": ("vocab", "Vocab"),
+    "char_scores": ("surprise", "char_scores"),
+    "hidden_states": ("surprise", "hidden_states"),
 }
-
-
-def _resolve(name):
-    import importlib
-
-    module, attr = _LAZY[name]
-    return getattr(importlib.import_module(f".{module}", __name__), attr)
-
-
-class _Package(_types.ModuleType):
-    # `charrnn.train` is both a function and a submodule's name, and importing the
-    # submodule `charrnn.train` binds the module over the name. Reading these names
-    # through __getattribute__ keeps `charrnn.train(...)` the function whatever was
-    # imported before. (`from charrnn.train import train` still reaches the module.)
-    def __getattribute__(self, name):
-        if name in _LAZY:
-            return _resolve(name)
-        return super().__getattribute__(name)
-
-
-_sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name):
     if name in _LAZY:
-        return _resolve(name)
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
     raise AttributeError(f"module 'charrnn' has no attribute {name!r}")
 
 

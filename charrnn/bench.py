@@ -83,14 +83,11 @@ def train_speed(config, V: int = 84, seconds: float = 5.0, warmup: int = 3, step
 def sample_speed(config, V: int = 84, streams: int = 1, chars: int = 2000) -> float:
     """Generated characters per second, in total over `streams` samples drawn together,
     through the same generator `charrnn sample --num-samples` uses (no output written)."""
-    from .checkpoint import Checkpoint
-    from .sample import Generation
+    from .sampling import Generation
     from .vocab import Vocab
 
-    model = _model(config, V)
-    checkpoint = Checkpoint(model.params, Vocab(np.arange(32, 32 + V)), {"config": config.to_dict()})
     steps = max(50, chars // streams)
-    gen = Generation(checkpoint, streams, steps, 0.8, "", 0, None)
+    gen = Generation(_model(config, V), Vocab(np.arange(32, 32 + V)), streams, steps, 0.8, "", 0, None)
     start = time.perf_counter()
     for _ in gen.steps():
         pass
@@ -99,7 +96,7 @@ def sample_speed(config, V: int = 84, streams: int = 1, chars: int = 2000) -> fl
 
 def eval_speed(config, V: int = 84, chars: int = 50_000) -> float:
     """Characters per second scoring one stream, as `charrnn eval` does."""
-    from .evaluate import score_ids
+    from .scoring import score_ids
 
     model = _model(config, V)
     ids = np.random.default_rng(0).integers(0, V, chars).astype(np.uint8)

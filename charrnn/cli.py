@@ -26,7 +26,7 @@ def friendly_errors(fn):
         try:
             return fn(*args, **kwargs)
         except CharRNNError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(str(exc) + environment_note(click.get_current_context(), str(exc))) from None
         except MemoryError:
             raise click.ClickException("out of memory: try a smaller --batch-size or --hidden-size") from None
 
@@ -38,6 +38,7 @@ class CharRNNGroup(click.Group):
     and a usage error is one line on stderr (click would print three)."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        name_environment_variables(self)
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
@@ -47,7 +48,9 @@ class CharRNNGroup(click.Group):
                 click.echo(exc.format_message(), err=True)
                 sys.exit(exc.exit_code)
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-            click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+            message = exc.format_message()
+            note = environment_note(exc.ctx, message) if exc.ctx is not None else ""
+            click.echo(f"Error: {message.rstrip('.') if note else message}{note}{hint}", err=True)
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
             exc.show()
@@ -69,6 +72,38 @@ class CharRNNGroup(click.Group):
             ctx.exit(0)
 
 
+def name_environment_variables(group: click.Group) -> None:
+    """Each option's variable is CHARRNN_<COMMAND>_<LONG FLAG> (CHARRNN_SAMPLE_TEMP for --temp),
+    not click's default, which follows the Python parameter name (..._TEMPERATURE)."""
+    for command_name, command in group.commands.items():
+        for p in command.params:
+            if isinstance(p, click.Option) and p.envvar is None and p.allow_from_autoenv:
+                flag = max(p.opts, key=len).lstrip("-").replace("-", "_").upper()
+                p.envvar = f"CHARRNN_{command_name.upper()}_{flag}"
+
+
+def environment_note(ctx, message: str) -> str:
+    """'; CHARRNN_TRAIN_HIDDEN_SIZE=32 is set in the environment' when an error is about an
+    option whose value came from a variable, so a stray variable is named, not guessed at."""
+    import re
+
+    from click.core import ParameterSource
+
+    notes = []
+    for p in ctx.command.params:
+        if ctx.get_parameter_source(p.name) is not ParameterSource.ENVIRONMENT:
+            continue
+        flags = [o for o in p.opts if o.startswith("--")]
+        if re.search(rf"\b{p.name}\b", message) or any(f"'{f}'" in message or f"{f} " in message for f in flags):
+            names = [p.envvar] if isinstance(p.envvar, str) else list(p.envvar or [])
+            names += [f"{ctx.auto_envvar_prefix}_{p.name.upper()}"] if ctx.auto_envvar_prefix else []
+            var = next((n for n in names if n in os.environ), names[0] if names else p.name)
+            notes.append(f"{var}={os.environ.get(var, '')}")
+    return f"; {' and '.join(notes)} {'is' if len(notes) == 1 else 'are'} set in the environment" if notes else ""
+
+
+# The order of precedence of a value: Config's default, then --config YAML, then the
+# environment, then a flag on the command line.
 # auto_envvar_prefix: every option can come from CHARRNN_<COMMAND>_<OPTION>
 # (CHARRNN_SAMPLE_TEMP=0.5, CHARRNN_TRAIN_HIDDEN_SIZE=256); --checkpoint also from CHARRNN_CHECKPOINT.
 @click.group(cls=CharRNNGroup, context_settings={"help_option_names": ["-h", "--help"],
@@ -88,10 +123,37 @@ def checkpoint_option(fn):
         help=f"Checkpoint file [default: {DEFAULT_DIR}/best.npz, else latest.npz; env CHARRNN_CHECKPOINT].")(fn)
 
 
-def load_checkpoint(path):
+def load_checkpoint(path, task=None):
+    """The checkpoint at path (default: DEFAULT_DIR's best, else latest); with `task`, refuse another kind."""
     from . import checkpoint as ckpt
 
-    return ckpt.load(path or ckpt.find(DEFAULT_DIR))
+    ck = ckpt.load(path or ckpt.find(DEFAULT_DIR))
+    if task == "lm":
+        ckpt.require_lm(ck, f"charrnn {click.get_current_context().info_name}")
+    return ck
+
+
+def single_threaded_blas() -> None:
+    """One BLAS thread: a step's (B, H) products are too small for threads to pay off, and on a
+    busy machine they cost several times the work. Only before numpy is imported; a user's
+    own setting wins."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
+def encoding_options(fn):
+    """--encoding and --bytes for a command that reads text for a trained model."""
+    fn = click.option("--bytes", "bytes", is_flag=True, help="Read FILE as bytes (a model trained with --bytes does anyway).")(fn)
+    return click.option("--encoding", default=None,
+                        help="Read FILE in this encoding [default: the one the model was trained with].")(fn)
+
+
+def read_for(model, file, encoding, as_bytes) -> str:
+    """FILE read as the model's training text was, unless --encoding says otherwise; a
+    byte-level model and a character model never read each other's input."""
+    from .data import read_text, reading_encoding
+
+    return read_text(file, reading_encoding(model.config.encoding, encoding_option(encoding, as_bytes)))
 
 
 def config_options(fn):
@@ -107,6 +169,20 @@ def config_options(fn):
     return fn
 
 
+def bytes_option(fn):
+    # The parameter is named "bytes" so that its environment variable is CHARRNN_TRAIN_BYTES;
+    # it arrives in **overrides and is taken out there.
+    return click.option("--bytes", "bytes", is_flag=True, default=None,
+                        help="A byte-level vocabulary: every byte of any file is one symbol (same as --encoding bytes).")(fn)
+
+
+def encoding_option(encoding, as_bytes):
+    """--encoding NAME and --bytes as one value (None: not given)."""
+    if as_bytes and encoding not in (None, "bytes"):
+        raise click.UsageError(f"--bytes and --encoding {encoding} contradict each other; give one")
+    return "bytes" if as_bytes else encoding
+
+
 @main.command()
 @click.argument("corpus", nargs=-1, metavar="CORPUS...")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config; flags override it.")
@@ -116,20 +192,61 @@ def config_options(fn):
               help="Continue the run in DIR/latest.npz exactly where it stopped [DIR: --out]; "
                    "give the same corpus; limits count from the run's start.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+@click.option("--pairs", "pairs_file", default=None, metavar="PAIRS.tsv",
+              help="Train an encoder-decoder on source TAB target lines (- for stdin) instead of a language model.")
+@bytes_option
 @config_options
 @friendly_errors
-def train(corpus, config_file, out, force, resume, quiet, **overrides):
-    """Train on CORPUS (UTF-8 text files, or - for stdin; several are concatenated)."""
+def train(corpus, config_file, out, force, resume, quiet, pairs_file, **overrides):
+    """Train on CORPUS (text files, UTF-8 unless --encoding or --bytes, or - for stdin; several are concatenated).
+
+    With --pairs PAIRS.tsv instead: an encoder-decoder that learns to write each line's
+    target from its source (then: charrnn translate).
+    """
+    if pairs_file is not None:
+        if overrides.pop("bytes"):
+            raise click.UsageError("--bytes applies to language models, not to --pairs")
+        return train_pairs(corpus, config_file, out, force, resume, quiet, pairs_file, overrides)
+    from .config import resolve
+    from .metrics import FILENAME, MetricsRecorder
+    from .progress import Progress
+    from .resume import load_latest
+    from .training import Interrupted, Run, fan_out, prepare_out
+
+    overrides["encoding"] = encoding_option(overrides.get("encoding"), overrides.pop("bytes"))
+    out, resume = run_dir(corpus, resume, out), resume is not None
+    config = resolve(config_file, overrides, base=load_latest(out).meta["config"] if resume else None)
+    progress = Progress(quiet, max_time=config.max_time)
+    metrics = MetricsRecorder(os.path.join(out, FILENAME), config.log_every)
+    try:
+        run = Run(config, list(corpus), out, callback=fan_out([progress, metrics]), resume=resume)
+        prepare_out(out, force, resume)
+        result = run.train()
+    except Interrupted as exc:
+        progress.close()
+        click.echo(f"charrnn: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    finally:
+        progress.close()
+    progress.summary(result)
+
+
+def train_pairs(corpus, config_file, out, force, resume, quiet, pairs_file, overrides):
+    if corpus:
+        raise click.UsageError(f"give a CORPUS or --pairs, not both (got {corpus[0]} and --pairs {pairs_file})")
+    single_threaded_blas()
     from .config import resolve
     from .progress import Progress
     from .resume import load_latest
-    from .train import Interrupted, train as run
+    from .seq2seq_training import train_pairs as run
+    from .training import Interrupted
 
-    out = run_dir(corpus, resume, out)
-    config = resolve(config_file, overrides, base=load_latest(out).meta["config"] if resume is not None else None)
-    progress = Progress(quiet)
+    out = run_dir((pairs_file,), resume, out)
+    defaults = {"cell": "lstm", "batch_size": 64}  # the encoder-decoder's own defaults
+    config = resolve(config_file, overrides, base=load_latest(out).meta["config"] if resume is not None else defaults)
+    progress = Progress(quiet, max_time=config.max_time)
     try:
-        result = run(config, list(corpus), out=out, callback=progress, force=force, resume=resume is not None)
+        result = run(config, pairs_file, out=out, callback=progress, force=force, resume=resume is not None)
     except Interrupted as exc:
         progress.close()
         click.echo(f"charrnn: {exc}", err=True)
@@ -161,36 +278,76 @@ def run_dir(corpus, resume, out) -> str:
 @click.option("--prime", default="", help="Text to start from, printed first; - reads it from stdin.")
 @click.option("--seed", type=int, default=None, help="Random seed: the same seed gives the same text. Sample i uses SEED+i.")
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="Draw only from the K likeliest characters.")
+@click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
+              help="Nucleus sampling: draw only from the likeliest characters whose probabilities sum to at least P, in (0, 1].")
+@click.option("--repetition-penalty", type=click.FloatRange(min=1), default=1.0, show_default=True,
+              help="Divide by R the probability of a character that continues a string already in the text "
+                   "(a guard against loops); 1 is off.")
+@click.option("--beam", type=click.IntRange(min=1), default=None,
+              help="Search for the likeliest text with a beam of N hypotheses instead of drawing (1 is --temp 0); "
+                   "--json prints every beam.")
 @click.option("--num-samples", "-n", type=click.IntRange(min=1), default=1, show_default=True,
               help="Samples to draw, generated side by side in one batch.")
 @click.option("--separator", default=r"\n\n", show_default=True,
               help=r"Written between samples; \n, \t, \0 and \\ are understood.")
 @click.option("--stop-at", default=None, help="End each sample after the first occurrence of this string in it (escapes as --separator).")
 @click.option("--json", "as_json", is_flag=True,
-              help="One JSON object per sample and line: seed, temperature, top_k, prime, text, logprobs, stopped.")
+              help="One JSON object per sample and line: seed, temperature, top_k, prime, text, logprobs, stopped, logprob; "
+                   "with --beam: prime, text, logprob, logprobs, stopped, beam, rank.")
+@click.pass_context
 @friendly_errors
-def sample(checkpoint, temperature, length, prime, seed, top_k, num_samples, separator, stop_at, as_json):
+def sample(ctx, checkpoint, temperature, length, prime, seed, top_k, top_p, repetition_penalty, beam,
+           num_samples, separator, stop_at, as_json):
     """Generate text from a trained model, written to stdout as it is produced."""
     # One character step is a (N, H) x (H, H) product: too small for BLAS threads to pay
     # off, and on a busy machine they cost several times the work (measured: README).
     # Only takes effect before numpy is imported, and a user's own setting wins.
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    from .data import read_text
-    from .sample import samples, stream, unescape
+    from .data import BYTES, model_text, read_text
+    from .sampling import likeliest, samples, stream, unescape
 
-    model = load_checkpoint(checkpoint)
-    args = dict(num_samples=num_samples, length=length, temperature=temperature, seed=seed, top_k=top_k,
-                prime=read_text("-") if prime == "-" else prime, stop_at=unescape(stop_at))
-    if as_json:
-        for s in samples(model, **args):
+    if beam is not None:
+        check_beam_options(ctx, top_k, top_p, num_samples)
+    model = load_checkpoint(checkpoint, task="lm")
+    # A byte-level model's text is one character per byte; what the user typed is its UTF-8 bytes.
+    enc = model.config.encoding
+    prime = read_text("-", enc) if prime == "-" else model_text(prime, enc)
+    stop_at = model_text(unescape(stop_at), enc) if stop_at is not None else None
+    if beam is not None:
+        found = likeliest(model, beam, length, prime, stop_at, repetition_penalty)
+        if as_json:
+            for b in found:
+                click.echo(json.dumps(b.to_dict(), ensure_ascii=False))
+            return
+        texts = [prime + found[0].text]
+    elif as_json:
+        for s in samples(model, num_samples, length, temperature, prime, seed, top_k, stop_at,
+                         top_p=top_p, repetition_penalty=repetition_penalty):
             click.echo(json.dumps(s.to_dict(), ensure_ascii=False))
         return
-    with StreamWriter(sys.stdout) as out:
-        for text in stream(model, separator=unescape(separator), **args):
+    else:
+        texts = stream(model, num_samples, length, temperature, prime, seed, top_k, stop_at,
+                       model_text(unescape(separator), enc), top_p, repetition_penalty)
+    # A byte-level model's samples are raw bytes, written as they are, with no newline added.
+    raw = enc == BYTES
+    with StreamWriter(sys.stdout.buffer if raw else sys.stdout, "latin-1" if raw else None) as out:
+        for text in texts:
             out.write(text)
-        if not out.last.endswith("\n"):
+        if not raw and not out.last.endswith("\n"):
             out.write("\n")
+
+
+def check_beam_options(ctx, top_k, top_p, num_samples) -> None:
+    """--beam searches instead of drawing: the drawing options do not apply; say so, don't ignore them."""
+    given = [name for name, value in (("--top-k", top_k), ("--top-p", top_p)) if value is not None]
+    if ctx.get_parameter_source("temperature") == click.core.ParameterSource.COMMANDLINE:
+        given.insert(0, "--temp")
+    if num_samples != 1:
+        given.append("--num-samples")
+    if given:
+        raise click.UsageError(f"--beam searches for the likeliest text instead of drawing: {', '.join(given)} "
+                               f"do{'es' if len(given) == 1 else ''} not apply (--json prints every beam)")
 
 
 @main.command("eval")
@@ -198,18 +355,22 @@ def sample(checkpoint, temperature, length, prime, seed, top_k, num_samples, sep
 @checkpoint_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--per-line", is_flag=True,
-              help="Score each line: one JSON object per line (line, chars, predictions, nats, nats_per_char, bits, bits_per_char, text).")
+              help="Score each line: one JSON object per line (line, chars, predictions, nats, nats_per_prediction, bits, bits_per_prediction, text).")
 @click.option("--reset-per-line", is_flag=True, help="Score each line alone, from a zero state (implies --per-line).")
+@encoding_options
 @click.option("--tsv", is_flag=True,
-              help="Per-line scores as tab-separated line, chars, nats, nats_per_char, bits, bits_per_char, text (implies --per-line).")
+              help="Per-line scores as tab-separated line, chars, nats, nats_per_prediction, bits, bits_per_prediction, text (implies --per-line).")
+@click.option("--pairs", is_flag=True,
+              help="FILE holds source TAB target lines: an encoder-decoder's per-char target loss and exact-match accuracy.")
 @friendly_errors
-def eval_(file, checkpoint, as_json, per_line, reset_per_line, tsv):
+def eval_(file, checkpoint, as_json, per_line, reset_per_line, encoding, tsv, pairs, **flags):
     """Score FILE (- for stdin): loss in nats/char, bits/char, perplexity; or each line's."""
-    from .data import read_text
-    from .evaluate import evaluate, score_lines
+    from .scoring import evaluate, score_lines
 
-    model = load_checkpoint(checkpoint)
-    text = read_text(file)
+    if pairs:
+        return eval_pairs(file, checkpoint, as_json)
+    model = load_checkpoint(checkpoint, task="lm")
+    text = read_for(model, file, encoding, flags["bytes"])
     if per_line or reset_per_line or tsv:
         for s in score_lines(model, text, reset=reset_per_line):
             d = s.to_dict()
@@ -223,7 +384,21 @@ def eval_(file, checkpoint, as_json, per_line, reset_per_line, tsv):
                    f"perplexity {score.perplexity:.3f}  ({score.predictions} predictions)")
 
 
-TSV_COLUMNS = ("line", "chars", "nats", "nats_per_char", "bits", "bits_per_char", "text")
+def eval_pairs(file, checkpoint, as_json):
+    single_threaded_blas()
+    from .pairs import read_pairs
+    from .translate import evaluate_pairs
+
+    ck = load_checkpoint(checkpoint)
+    score = evaluate_pairs(ck, read_pairs(file))
+    if as_json:
+        click.echo(json.dumps(score.to_dict()))
+    else:
+        click.echo(f"loss {score.loss:.4f} nats/char  {score.bits_per_char:.4f} bits/char  "
+                   f"exact match {score.exact_match:.2%}  ({score.pairs} pairs, {score.target_chars} target chars)")
+
+
+TSV_COLUMNS = ("line", "chars", "nats", "nats_per_prediction", "bits", "bits_per_prediction", "text")
 
 
 @main.command()
@@ -232,19 +407,19 @@ TSV_COLUMNS = ("line", "chars", "nats", "nats_per_char", "bits", "bits_per_char"
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "npy"]), default="jsonl", show_default=True,
               help='jsonl: {"line": N, "vector": [...]} per line on stdout; npy: a (lines, H) float array to --output.')
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here instead of stdout (- is stdout).")
+@encoding_options
 @click.option("--skip-unknown", is_flag=True, help="Skip lines with characters the model never saw, instead of failing.")
 @click.option("--quiet", "-q", is_flag=True, help="Do not report skipped lines on stderr.")
 @friendly_errors
-def encode(file, checkpoint, fmt, output, skip_unknown, quiet):
+def encode(file, checkpoint, fmt, output, encoding, skip_unknown, quiet, **flags):
     """Encode each line of FILE (- for stdin) as the final hidden state of the top layer."""
     from .batching import split_lines
-    from .data import read_text
-    from .encode import encode_lines
+    from .vectors import encode_lines
 
     if fmt == "npy" and output is None:
         raise click.UsageError("--format npy writes binary: give --output FILE (or - for stdout)")
     model = load_checkpoint(checkpoint)
-    lines = split_lines(read_text(file))
+    lines = split_lines(read_for(model, file, encoding, flags["bytes"]))
     numbers, vectors = encode_lines(model, lines, skip_unknown=skip_unknown)
     write_vectors(numbers, vectors, fmt, output)
     skipped = len(lines) - len(numbers)
@@ -276,6 +451,50 @@ def write_vectors(numbers, vectors, fmt, output):
 
 
 @main.command()
+@click.argument("file", default="-", required=False)
+@checkpoint_option
+@click.option("--temp", "temperature", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="0 writes the likeliest character each step (greedy); above 0, draws from softmax(y / temp).")
+@click.option("--beam", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Beam search with this many hypotheses (1: greedy or --temp).")
+@click.option("--seed", type=int, default=None, help="Random seed for --temp above 0.")
+@click.option("--max-length", type=click.IntRange(min=1), default=None,
+              help="Most characters written per line [default: twice the longest training target].")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per line: line, source, output, logprob (ln p of output and END), finished.")
+@friendly_errors
+def translate(file, checkpoint, temperature, beam, seed, max_length, as_json):
+    """Translate each line of FILE (default -, stdin) with an encoder-decoder: one output line per input line.
+
+    Output is written as lines are translated. A line that cannot be translated is reported
+    on stderr with its number and leaves an empty line; the exit status is then 1.
+    """
+    single_threaded_blas()
+    from .translate import Translator, available_lines
+
+    tr = Translator(load_checkpoint(checkpoint), temperature, beam, seed, max_length)
+    if file != "-" and os.path.isdir(file):
+        raise click.ClickException(f"{file} is a directory, not a text file")
+    try:
+        source = sys.stdin if file == "-" else os.open(file, os.O_RDONLY)
+    except FileNotFoundError:
+        raise click.ClickException(f"file not found: {file}") from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {file}: {exc.strerror}") from None
+    failed, first = 0, 1
+    with StreamWriter(sys.stdout) as out:
+        for lines in available_lines(source):
+            for t in tr.translate(lines, first):
+                if t.error:
+                    failed += 1
+                    click.echo(f"charrnn: line {t.line}: {t.error}", err=True)
+                out.write((json.dumps(t.to_dict(), ensure_ascii=False) if as_json else (t.output or "")) + "\n")
+            first += len(lines)
+    if failed:
+        raise click.ClickException(f"{failed} of {first - 1} lines could not be translated")
+
+
+@main.command()
 @click.argument("source", default=DEFAULT_DIR, required=False)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="PNG to write [default: loss.png beside metrics.jsonl].")
 @click.option("--title", default=None, help="A title over the curves.")
@@ -287,7 +506,7 @@ def plot(source, output, title, quiet):
     SOURCE is a checkpoint directory (default checkpoints) or a metrics.jsonl file.
     Needs matplotlib: pip install 'charrnn[plot]'.
     """
-    from .plot import plot as draw
+    from .plotting import plot as draw
 
     path = draw(source, output, title)
     if not quiet:
@@ -332,7 +551,7 @@ def bench(config_file, hidden_size, batch_size, seq_len, vocab_size, seconds, as
 
 @main.command()
 @click.argument("file")
-@click.option("--checkpoint", type=click.Path(), help=f"Checkpoint file [default: {DEFAULT_DIR}/best.npz, else latest.npz].")
+@checkpoint_option
 @click.option("--steps", type=click.IntRange(min=1), default=50, show_default=True, help="How many steps back (K).")
 @click.option("--windows", type=click.IntRange(min=1), default=256, show_default=True, help="Windows of FILE averaged over.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, {\"flows\": [...]}, instead of the table.")
@@ -357,11 +576,27 @@ def gradflow(file, checkpoint, steps, windows, as_json, plot_path, compare_activ
         flows = gf.compare_activations(text, seconds, hidden_size, steps, windows,
                                        progress=lambda msg: click.echo(msg, err=True))
     else:
-        from . import checkpoint as ckpt
-        flows = [gf.flow_of_checkpoint(checkpoint or ckpt.find(DEFAULT_DIR), text, steps, windows)]
+        flows = [gf.flow_of(load_checkpoint(checkpoint, task="lm"), text, steps, windows)]
     if plot_path:
         gf.plot(flows, plot_path, f"gradient flow on {os.path.basename(file) if file != '-' else 'stdin'}")
     click.echo(json.dumps({"flows": [f.to_dict() for f in flows]}) if as_json else gf.format_table(flows))
+
+
+@main.command()
+@click.argument("target", default=DEFAULT_DIR, required=False, metavar="[CHECKPOINT|DIR]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: a list of rows for a directory, one object for a checkpoint.")
+@friendly_errors
+def info(target, as_json):
+    """List a run directory's checkpoints (step, epoch, losses, time), or describe one checkpoint
+    (model, vocabulary, corpus, config, how it was trained). [default: checkpoints]"""
+    from .info import describe, format_description, format_listing, list_dir
+
+    if os.path.isdir(target):
+        entries = list_dir(target)
+        click.echo(json.dumps([e.to_dict() for e in entries]) if as_json else format_listing(target.rstrip("/"), entries))
+    else:
+        d = describe(target)
+        click.echo(json.dumps(d, ensure_ascii=False) if as_json else format_description(d))
 
 
 @main.command()
@@ -371,12 +606,67 @@ def gradflow(file, checkpoint, steps, windows, as_json, plot_path, compare_activ
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @friendly_errors
 def hello(word, steps, seed, as_json):
-    """The seed's walk-through: an RNN learns "hello"; its outputs before and after training."""
+    """The textbook example of a character-level model: an RNN learns "hello".
+
+    Vocabulary h e l o, inputs h e l l, targets e l l o: the output scores and probabilities
+    for each input, before and after training.
+    """
     from .walkthrough import format_walkthrough, hello as run
 
     result = run(word, steps, seed)
     click.echo(json.dumps(result.to_dict()) if as_json else format_walkthrough(result))
 
+
+
+@main.command()
+@click.argument("directory", default=None, required=False, metavar="[DIR]")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="Serve this checkpoint file instead of DIR's best.npz (else latest.npz); DIR defaults to its directory.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 opens the server to the network.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port; 0 picks a free one.")
+@friendly_errors
+def serve(directory, checkpoint, host, port):
+    """A local page and JSON API for the model in DIR [default: checkpoints]: generate, inspect, watch it train.
+
+    Reloads DIR/best.npz and latest.npz when training replaces them. Runs until Ctrl-C.
+    """
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")  # many small products from many threads (see sample)
+    from .serve import run
+
+    if directory is None:
+        directory = os.path.dirname(checkpoint) or "." if checkpoint else DEFAULT_DIR
+    run(directory, checkpoint, host, port, echo=click.echo)
+
+
+@main.command("inspect")
+@click.argument("file")
+@checkpoint_option
+@encoding_options
+@click.option("--color", "colour", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+              help="Tint each character by its surprise: auto does on a terminal (unless NO_COLOR is set).")
+@friendly_errors
+def inspect_(file, checkpoint, encoding, colour, **flags):
+    """Print FILE (- for stdin) tinted by how surprised the model is by each character.
+
+    The tint is the character's loss in nats (legend on stderr); the mean is `charrnn eval`'s.
+    Not on a terminal, the text is printed as it is.
+    """
+    from .surprise import LEGEND, char_scores, tinted
+
+    ck = load_checkpoint(checkpoint)
+    text = read_for(ck, file, encoding, flags["bytes"])
+    if len(text) < 2:
+        raise CharRNNError(f"need at least 2 characters to score, got {len(text)}")
+    scores = char_scores(ck.model(), ck.vocab, text)
+    use = colour == "always" or (colour == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
+    with StreamWriter(sys.stdout) as out:
+        out.write(tinted(scores) if use else text)
+        if not text.endswith("\n"):
+            out.write("\n")
+    click.echo(f"{LEGEND if use else ''}loss {scores.loss:.4f} nats/char  {scores.bits_per_char:.4f} bits/char  "
+               f"({scores.predictions} predictions)", err=True)
 
 class StreamWriter:
     """Writes text as it comes, flushing at line ends and at least every 0.1 s.
@@ -384,15 +674,16 @@ class StreamWriter:
     A closed pipe (`| head`) ends the output quietly with status 0.
     """
 
-    def __init__(self, stream, interval: float = 0.1):
+    def __init__(self, stream, encoding=None, interval: float = 0.1):
         import time
 
         self.stream, self.interval, self._clock = stream, interval, time.monotonic
+        self.encoding = encoding  # text is encoded with it first, for a binary stream
         self._last = self._clock()
         self.last = ""  # the last non-empty text written
 
     def write(self, text: str) -> None:
-        self.stream.write(text)
+        self.stream.write(text.encode(self.encoding) if self.encoding else text)
         if text:
             self.last = text
         now = self._clock()

@@ -6,6 +6,7 @@ these fields, so a config key and its flag can never drift apart (`hidden_size` 
 """
 from __future__ import annotations
 
+import codecs
 import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
@@ -18,6 +19,7 @@ OPTIMIZERS = ("adam", "adagrad", "rmsprop", "sgd")
 LR_SCHEDULES = ("constant", "step", "cosine")
 CLIP_MODES = ("norm", "value")
 DTYPES = ("float32", "float64")
+BYTES = "bytes"  # the encoding of a byte-level vocabulary: every byte is one character
 # Fields a resumed run may change (limits, cadences, step size). Every other field shapes
 # the model, the data or the trajectory, so `--resume` refuses a different value.
 MAY_CHANGE_ON_RESUME = ("lr", "clip", "max_steps", "epochs", "max_time", "eval_every", "save_every",
@@ -57,6 +59,8 @@ class Config:
     epochs: Optional[float] = _f(None, "stop after this many passes over the training text")
     max_time: Optional[float] = _f(None, "stop after this many seconds of training")
     val_fraction: float = _f(0.05, "fraction of the corpus, taken from its end, held out for validation")
+    encoding: str = _f("utf-8", "how to read the corpus: a Python codec (utf-8, latin-1, cp1252, utf-16, ...), "
+                                "or bytes for a byte-level vocabulary of any file (also --bytes)")
     eval_every: int = _f(200, "validate every this many updates")
     save_every: int = _f(200, "write latest.npz every this many updates")
     log_every: int = _f(10, "write a row to metrics.jsonl every this many updates")
@@ -104,6 +108,10 @@ class Config:
             raise ConfigError(f"patience: must be at least 1, got {self.patience}")
         if self.clip < 0:
             raise ConfigError(f"clip: must be 0 (off) or positive, got {self.clip}")
+        try:
+            check_encoding(self.encoding)
+        except ConfigError as exc:
+            raise ConfigError(f"encoding: {exc}") from None
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction: must be in [0, 1), got {self.val_fraction}")
         for name in ("max_steps", "epochs", "max_time"):
@@ -128,6 +136,19 @@ class Config:
 
     def replace(self, **changes) -> "Config":
         return Config.from_dict({**self.to_dict(), **changes})
+
+
+def check_encoding(encoding: str) -> str:
+    """The encoding if Python has a text codec of that name (or it is "bytes"); else a ConfigError."""
+    if encoding == BYTES:
+        return encoding
+    try:
+        info = codecs.lookup(encoding)
+    except LookupError:
+        raise ConfigError(f"unknown encoding {encoding!r} (try utf-8, latin-1, cp1252, utf-16, or bytes)") from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise ConfigError(f"{encoding!r} is not a text encoding (try utf-8, latin-1, cp1252, utf-16, or bytes)")
+    return encoding
 
 
 def field_type(f: dataclasses.Field) -> type:

@@ -6,6 +6,9 @@ The training ids are cut into B equal streams; update k reads characters
 """
 from __future__ import annotations
 
+import codecs
+import hashlib
+import itertools
 import os
 import sys
 from dataclasses import dataclass
@@ -13,24 +16,45 @@ from typing import Optional
 
 import numpy as np
 
+from .compressed import decompress, read_chunks
+from .config import BYTES, check_encoding
 from .errors import CharRNNError
 
 
-def read_text(path: str) -> str:
-    """Read a UTF-8 file ('-' is stdin) with one-line errors a user can act on."""
-    if path == "-":
-        return _decode(sys.stdin.buffer.read(), 0, "<stdin>")
-    return _decode(b"".join(_file_chunks(path)), 0, path)
+def read_text(path: str, encoding: str = "utf-8") -> str:
+    """Read a text file ('-' is stdin) with one-line errors a user can act on.
+
+    With encoding "bytes" every byte is one character, U+0000-U+00FF (bytes read as Latin-1).
+    """
+    return "".join(text for _, text in _decoded(path, encoding))
 
 
-def read_corpus(paths) -> str:
-    """Several files are concatenated in order, as if they were one."""
-    if isinstance(paths, str):
-        paths = [paths]
-    text = "".join(read_text(p) for p in paths)
-    if not text:
-        raise CharRNNError(f"the corpus is empty: {', '.join(paths)}")
-    return text
+def kind(encoding: str) -> str:
+    """What a model with this encoding reads: "bytes" or "characters (ENCODING)"."""
+    return "bytes" if encoding == BYTES else f"characters ({encoding})"
+
+
+def reading_encoding(model_encoding: str, requested: Optional[str] = None, what: str = "this model") -> str:
+    """How to read a file for a model trained with `model_encoding`: as it was, unless `requested`
+    says otherwise; a byte-level model and a character model never read each other's input."""
+    if requested is None:
+        return model_encoding
+    check_encoding(requested)
+    if (requested == BYTES) != (model_encoding == BYTES):
+        flag = "--bytes" if requested == BYTES else f"--encoding {requested}"
+        raise CharRNNError(f"{what} reads {kind(model_encoding)}, not {kind(requested)}; drop {flag}")
+    return requested
+
+
+def model_text(value: str, encoding: str) -> str:
+    """Text a user typed (a prime, a stop string) as the model's characters: for a byte-level
+    model, its UTF-8 bytes, one character each; otherwise the text itself."""
+    return value.encode("utf-8", "surrogateescape").decode("latin-1") if encoding == BYTES else value
+
+
+def output_bytes(text: str, encoding: str) -> Optional[bytes]:
+    """For a byte-level model, the raw bytes its text stands for; None for a character model."""
+    return text.encode("latin-1") if encoding == BYTES else None
 
 
 CHUNK_BYTES = 1 << 22  # corpus files are read in 4 MB pieces, so memory stays near 1 byte/char
@@ -43,39 +67,38 @@ class Corpus:
     sha256: str  # of the UTF-8 bytes, to recognise the same corpus on resume
 
 
-def _pieces(paths):
-    """Yield (bytes, offset, name) pieces of valid-UTF-8-boundary text from each path."""
-    for path in paths:
-        name = "<stdin>" if path == "-" else path
-        chunks = iter([sys.stdin.buffer.read()]) if path == "-" else _file_chunks(path)
-        carry, offset = b"", 0
-        for chunk in chunks:
-            buf = carry + chunk
-            # Cut before a trailing, possibly incomplete multi-byte character.
-            cut = len(buf)
-            for back in range(1, min(4, len(buf)) + 1):
-                if buf[-back] & 0xC0 != 0x80:  # a lead byte or ASCII
-                    lead = buf[-back]
-                    need = 1 if lead < 0x80 else 2 if lead >> 5 == 6 else 3 if lead >> 4 == 14 else 4
-                    cut = len(buf) if back >= need else len(buf) - back
-                    break
-            piece, carry = buf[:cut], buf[cut:]
-            yield piece, offset, name
-            offset += len(piece)
-        if carry:
-            yield carry, offset, name
+def _decoded(path: str, encoding: str = "utf-8"):
+    """Yield (bytes, text) for each chunk of a file ('-' is stdin), decoded with `encoding`.
+
+    The incremental decoder keeps a character cut by a chunk boundary for the next chunk
+    (and a UTF-16 byte-order mark's verdict for the whole file); an invalid byte is a
+    CharRNNError naming it and its offset in the file.
+    """
+    name = "<stdin>" if path == "-" else path
+    check_encoding(encoding)
+    label = "UTF-8" if codecs.lookup(encoding if encoding != BYTES else "latin-1").name == "utf-8" else encoding
+    chunks = iter([_stdin_bytes()]) if path == "-" else _file_chunks(path)
+    decoder = codecs.getincrementaldecoder("latin-1" if encoding == BYTES else encoding)()
+    offset = 0  # bytes of the file before this chunk
+    for chunk in itertools.chain(chunks, [b""]):
+        pending = len(decoder.getstate()[0])  # bytes of a cut character, decoded with this chunk
+        try:
+            text = decoder.decode(chunk, final=not chunk)
+        except UnicodeDecodeError as exc:
+            hint = "; if it is in another encoding, pass --encoding NAME (or --bytes)" if label == "UTF-8" else ""
+            raise CharRNNError(f"{name} is not valid {label}: byte 0x{exc.object[exc.start]:02x} "
+                               f"at offset {offset - pending + exc.start}{hint}") from None
+        except UnicodeError as exc:  # e.g. "UTF-16 stream does not start with BOM"
+            raise CharRNNError(f"{name} is not valid {label}: {exc}") from None
+        offset += len(chunk)
+        yield chunk, text
 
 
 def _file_chunks(path):
     if os.path.isdir(path):
         raise CharRNNError(f"{path} is a directory, not a text file")
     try:
-        with open(path, "rb") as fh:
-            while True:
-                chunk = fh.read(CHUNK_BYTES)
-                if not chunk:
-                    break
-                yield chunk
+        yield from read_chunks(path, CHUNK_BYTES)  # gzip, bzip2 and xz files decompressed
     except FileNotFoundError:
         raise CharRNNError(f"file not found: {path}") from None
     except PermissionError:
@@ -84,70 +107,50 @@ def _file_chunks(path):
         raise CharRNNError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _decode(piece: bytes, offset: int, name: str) -> str:
-    try:
-        return piece.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CharRNNError(
-            f"{name} is not valid UTF-8: byte 0x{piece[exc.start]:02x} at offset {offset + exc.start}"
-        ) from None
+def _stdin_bytes() -> bytes:
+    return decompress(sys.stdin.buffer.read(), "<stdin>")
 
 
-def _codepoints(piece: bytes, offset: int, name: str) -> np.ndarray:
-    if piece.isascii():  # the common case: the bytes are the code points
-        return np.frombuffer(piece, dtype=np.uint8)
-    return np.frombuffer(_decode(piece, offset, name).encode("utf-32-le"), dtype=np.uint32)
+def _codepoints(text: str) -> np.ndarray:
+    if text.isascii():  # the common case: one byte per code point
+        return np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
 
 
-def load_corpus(paths, vocab=None) -> Corpus:
+def load_corpus(paths, encoding: str = "utf-8") -> Corpus:
     """Read files ('-' is stdin) as one text, straight to ids, without a Python string of it.
 
     Two passes over the files (the vocabulary, then the ids) keep peak memory near one
     byte per character for a vocabulary of up to 256 characters; stdin is read once into
-    memory. With `vocab` given, characters outside it are an error naming them.
+    memory. `encoding` is any Python text codec, or "bytes" for a byte-level vocabulary.
     """
-    from .vocab import Vocab, describe, id_dtype
+    from .vocab import Vocab, id_dtype
 
     if isinstance(paths, str):
         paths = [paths]
-    import hashlib
+    if "-" in paths:  # stdin can be read once only: keep its pieces for the second pass
+        stdin = list(_decoded("-", encoding))
 
-    if "-" in paths:  # stdin can be read once only: keep its bytes for the second pass
-        data = read_text("-").encode("utf-8")
-        sources = [("<bytes>", data) if p == "-" else (p, None) for p in paths]
-
-        def pieces():
-            for p, d in sources:
-                if d is not None:
-                    yield d, 0, "<stdin>"
-                else:
-                    yield from _pieces([p])
-    else:
-        def pieces():
-            return _pieces(paths)
+    def pieces():
+        for p in paths:
+            yield from stdin if p == "-" else _decoded(p, encoding)
 
     digest, n, seen = hashlib.sha256(), 0, set()
-    for piece, offset, name in pieces():
-        digest.update(piece)
-        cps = _codepoints(piece, offset, name)
+    for chunk, text in pieces():
+        digest.update(chunk)
+        cps = _codepoints(text)
         n += len(cps)
         present = np.flatnonzero(np.bincount(cps)) if cps.dtype == np.uint8 else np.unique(cps)
         seen.update(present.tolist())
     if n == 0:
         raise CharRNNError(f"the corpus is empty: {', '.join(paths)}")
-    if vocab is None:
-        vocab = Vocab(sorted(seen))
-    else:
-        missing = sorted(c for c in seen if chr(c) not in vocab)
-        if missing:
-            raise CharRNNError(f"characters not in the model's vocabulary: {describe([chr(c) for c in missing])}")
+    vocab = Vocab(sorted(seen))
     lut = np.zeros(int(max(seen)) + 1, dtype=id_dtype(len(vocab)))
-    present = vocab.codepoints[vocab.codepoints <= max(seen)]
-    lut[present] = np.searchsorted(vocab.codepoints, present)
+    lut[vocab.codepoints] = np.arange(len(vocab))
     ids = np.empty(n, dtype=lut.dtype)
     at = 0
-    for piece, offset, name in pieces():
-        cps = _codepoints(piece, offset, name)
+    for _, text in pieces():
+        cps = _codepoints(text)
         for i in range(0, len(cps), 1 << 20):  # take() makes an intp copy of its indices
             part = cps[i : i + (1 << 20)]
             np.take(lut, part, out=ids[at : at + len(part)])

@@ -22,7 +22,6 @@ training hot loop carries no extra work for it.
 from __future__ import annotations
 
 import math
-import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
@@ -193,14 +192,12 @@ def _sigmoid(a):
 _CELLS = {"Elman": _elman, "GRU": _gru, "LSTM": _lstm}
 
 
-def flow_of_checkpoint(checkpoint, text: str, steps: int = 50, windows: int = 256) -> Flow:
-    """gradient_flow of a checkpoint (a Checkpoint or a path) on a text."""
-    from .checkpoint import as_checkpoint
+def flow_of(source, text: str, steps: int = 50, windows: int = 256) -> Flow:
+    """gradient_flow on a text of a checkpoint (or its path), a (model, vocab) pair or a training Result."""
+    from .checkpoint import model_and_vocab
 
-    checkpoint = as_checkpoint(checkpoint)
-    checkpoint.vocab.require(text)
-    model = checkpoint.model()
-    flow = gradient_flow(model, checkpoint.vocab.encode(text), steps, windows)
+    model, vocab = model_and_vocab(source, "gradflow")
+    flow = gradient_flow(model, vocab.encode(text), steps, windows)
     flow.label = flow.activation  # tanh, relu or sigmoid for Elman; gru or lstm
     return flow
 
@@ -213,11 +210,10 @@ def compare_activations(text: str, seconds: float = 5.0, hidden_size: int = 64, 
     Returns Flows in pairs per activation: at initialisation, then after `seconds` of
     training (or `max_steps` updates). The models share everything but the activation.
     """
-    from . import checkpoint as ckpt
     from .config import Config
     from .data import min_train_length
     from .model import Model
-    from .train import train
+    from .training import Run
     from .vocab import Vocab
 
     B, T = 32, 64
@@ -237,10 +233,8 @@ def compare_activations(text: str, seconds: float = 5.0, hidden_size: int = 64, 
         if progress:
             progress(f"training {act} ({hidden_size} hidden units) for {seconds:g} s" if not max_steps
                      else f"training {act} ({hidden_size} hidden units) for {max_steps} updates")
-        with tempfile.TemporaryDirectory(prefix="charrnn-gradflow-") as out:
-            result = train(config, text=text, out=out)
-            trained = ckpt.load(result.latest).model()
-        flow1 = gradient_flow(trained, ids, steps, windows)
+        result = Run(config, text=text, out=None).train()  # in memory: nothing written
+        flow1 = gradient_flow(result.model, ids, steps, windows)
         flow1.label = f"{act}, trained"
         flow1.extra = {"updates": result.steps, "seconds": round(result.seconds, 2),
                        "train_loss": result.train_loss, "val_loss": result.val_loss}
@@ -268,7 +262,7 @@ def format_table(flows: list) -> str:
 
 def require_matplotlib():
     """pyplot on a file-only backend, or the one-line error naming the extra to install."""
-    from .plot import _pyplot
+    from .plotting import _pyplot
 
     return _pyplot()
 
@@ -291,6 +285,6 @@ def plot(flows: list, path: str, title: str = "") -> None:
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    from .plot import save_figure
+    from .plotting import save_figure
 
     save_figure(plt, fig, path)

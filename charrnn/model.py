@@ -146,7 +146,7 @@ class Model:
         np.matmul(self.params["W_hy"].T, top, out=probs)
         probs += self.params["b_y"][:, None]
         targets = y[T - k1 :].reshape(-1)
-        loss = softmax_cross_entropy(probs, targets)
+        loss = softmax_cross_entropy(probs, targets, axis=0)
         self.last = ForwardPass(T, k1, targets, probs, top, masks)
         return loss, new_state
 
@@ -249,7 +249,7 @@ class Model:
         scores = self.ws.get("probs", (self.V, T * B), self.dtype)
         np.matmul(self.params["W_hy"].T, top, out=scores)  # (V, T*B)
         scores += self.params["b_y"][:, None]
-        return softmax_nll(scores, y.reshape(-1)).reshape(T, B), new_state
+        return softmax_nll(scores, y.reshape(-1), axis=0).reshape(T, B), new_state
 
     def flops_per_char(self) -> int:
         """Training FLOPs per character: forward and the two backward products, one-hot as a gather."""
@@ -261,25 +261,27 @@ def map_state(fn, state: list) -> list:
     return [tuple(fn(a) for a in s) if isinstance(s, tuple) else fn(s) for s in state]
 
 
-def softmax_cross_entropy(scores: np.ndarray, targets: np.ndarray) -> float:
-    """Mean -log softmax(scores)[target] over columns of scores (V, N); leaves softmax
-    probabilities in scores."""
-    target_score, sums = _exp_shifted(scores, targets)
+def softmax_cross_entropy(scores: np.ndarray, targets: np.ndarray, axis: int = 1) -> float:
+    """Mean -log softmax(scores)[target] over the rows of scores (N, V), or its columns with
+    axis=0 (V, N); leaves the softmax probabilities in scores."""
+    target_score, sums = _exp_shifted(scores, targets, axis)
     loss = float(np.mean(np.log(sums) - target_score))
-    scores /= sums.astype(scores.dtype)
+    scores /= np.expand_dims(sums.astype(scores.dtype), axis)
     return loss
 
 
-def softmax_nll(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """-log softmax(scores)[target] per column of scores (V, N), float64 (N,); scores are overwritten."""
-    target_score, sums = _exp_shifted(scores, targets)
+def softmax_nll(scores: np.ndarray, targets: np.ndarray, axis: int = 1) -> np.ndarray:
+    """-log softmax(scores)[target] per row of scores (N, V), or per column with axis=0,
+    float64 (N,); scores are overwritten."""
+    target_score, sums = _exp_shifted(scores, targets, axis)
     return np.log(sums) - target_score
 
 
-def _exp_shifted(scores: np.ndarray, targets: np.ndarray) -> tuple:
-    """In place scores (V, N) -> exp(scores - column max); returns the shifted target scores
-    and the column sums, both float64 (the max shift keeps exp() from overflowing)."""
-    scores -= scores.max(axis=0)
-    target_score = scores[targets, np.arange(scores.shape[1])].astype(np.float64)
+def _exp_shifted(scores: np.ndarray, targets: np.ndarray, axis: int) -> tuple:
+    """In place scores -> exp(scores - max along axis); returns the shifted target scores and
+    the sums along axis, both float64 (the max shift keeps exp() from overflowing)."""
+    scores -= scores.max(axis=axis, keepdims=True)
+    others = np.arange(scores.shape[1 - axis])
+    picked = scores[targets, others] if axis == 0 else scores[others, targets]
     np.exp(scores, out=scores)
-    return target_score, scores.sum(axis=0, dtype=np.float64)
+    return picked.astype(np.float64), scores.sum(axis=axis, dtype=np.float64)

@@ -61,15 +61,21 @@ class Vocab:
         if missing:
             raise CharRNNError(f"{what} has characters the model never saw: {describe(missing)}")
 
-    def encode(self, text: str) -> np.ndarray:
-        """Text -> ids, in the smallest dtype; raises CharRNNError naming unknown characters."""
+    def encode(self, text: str, what: str = "the text") -> np.ndarray:
+        """Text -> ids, in the smallest dtype; characters it lacks are require()'s error."""
         cps = _codepoints(text)
         ids = np.searchsorted(self.codepoints, cps)
-        ids_clipped = np.minimum(ids, len(self) - 1)
-        bad = self.codepoints[ids_clipped] != cps
-        if bad.any():
-            raise CharRNNError(f"characters not in the model's vocabulary: {describe(self.missing(text))}")
+        if np.any(self.codepoints[np.minimum(ids, len(self) - 1)] != cps):
+            self.require(text, what)
         return ids.astype(id_dtype(len(self)))
+
+    def id_map(self, new: "Vocab") -> np.ndarray:
+        """The table from this vocabulary's ids to those of `new`, which holds all its characters."""
+        return np.searchsorted(new.codepoints, self.codepoints).astype(id_dtype(len(new)))
+
+    def recode(self, ids: np.ndarray, new: "Vocab") -> np.ndarray:
+        """ids of this vocabulary as ids of `new`, which holds all its characters."""
+        return self.id_map(new)[ids]
 
     def decode(self, ids) -> str:
         return "".join(self.chars[i] for i in np.asarray(ids).ravel().tolist())

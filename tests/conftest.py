@@ -6,7 +6,7 @@ import os
 import pytest
 
 from charrnn.config import Config
-from charrnn.train import train
+from charrnn.training import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, "data")

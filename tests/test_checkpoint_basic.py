@@ -11,7 +11,7 @@ import pytest
 from charrnn import __version__
 from charrnn import checkpoint as ckpt
 from charrnn.errors import CheckpointError
-from charrnn.train import train
+from charrnn.training import train
 from charrnn.vocab import Vocab
 
 from conftest import TINY_TEXT, tiny_config

@@ -24,11 +24,11 @@ from charrnn import checkpoint as ckpt
 from charrnn import optim
 from charrnn.config import Config
 from charrnn.errors import CharRNNError, CheckpointError
-from charrnn.evaluate import evaluate
+from charrnn.scoring import evaluate
 from charrnn.model import Model
 from charrnn.resume import RunState
-from charrnn.sample import sample
-from charrnn.train import train
+from charrnn.sampling import sample
+from charrnn.training import train
 
 TEXT = "the cat sat on the mat.\n" * 12
 KINDS = {"truncate": 250, "flip": 300, "arrays": 300, "meta": 300}  # examples of each kind

@@ -2,7 +2,6 @@
 step events, early stopping, and fine-tuning from a checkpoint on text with new characters."""
 from __future__ import annotations
 
-import importlib
 import os
 
 import numpy as np
@@ -10,17 +9,16 @@ import pytest
 from click.testing import CliRunner
 
 from charrnn import checkpoint as ckpt
-from charrnn import finetune
+from charrnn import finetune, training
 from charrnn.cli import main
 from charrnn.errors import CheckpointError
-from charrnn.evaluate import evaluate, score_ids
-from charrnn.sample import sample
-from charrnn.train import train
+from charrnn.scoring import evaluate, score_ids
+from charrnn.sampling import sample
+from charrnn.training import train
 from charrnn.vocab import Vocab
 
 from conftest import TINY_TEXT, tiny_config
 
-train_module = importlib.import_module("charrnn.train")  # the module: charrnn.train is also the function
 NEW_TEXT = "ZORRO. Qué? Zebra & jam!\n" * 40  # 'Z', 'Q', 'é', '&', 'j', 'z'... are new
 
 
@@ -79,7 +77,7 @@ def test_schedule_is_what_the_step_events_report(tmp_path):
 
 def test_patience_stops_after_that_many_validations_without_improvement(tmp_path, monkeypatch):
     losses = iter([2.0, 1.5, 1.6, 1.7, 1.8, 1.0])
-    monkeypatch.setattr(train_module, "validate", lambda model, ids: next(losses))
+    monkeypatch.setattr(training, "validation_loss", lambda model, ids: next(losses))
     result, events = run(tmp_path, max_steps=200, eval_every=10, patience=3)
     assert result.steps == 50 and result.best_val_loss == 1.5
     assert any("early stop" in e.get("message", "") for e in events if e["kind"] == "info")
@@ -163,9 +161,9 @@ def test_five_minute_configs_name_their_cell_and_budget(cell):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_batched_sampling_per_line_scores_and_encoding_work_for_gated_cells(cell, lstm_dir, tmp_path):
-    from charrnn.encode import encode
-    from charrnn.evaluate import score_lines
-    from charrnn.sample import samples
+    from charrnn.vectors import encode
+    from charrnn.scoring import score_lines
+    from charrnn.sampling import samples
 
     if cell == "lstm":
         c = ckpt.load(os.path.join(lstm_dir, "latest.npz"))

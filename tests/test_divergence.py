@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from charrnn import checkpoint as ckpt
 from charrnn.cli import main
 from charrnn.errors import DivergenceError
-from charrnn.train import train
+from charrnn.training import train
 from conftest import TINY_TEXT, tiny_config
 
 

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 import charrnn
 from charrnn.cli import main
-from charrnn.evaluate import score_ids
-from charrnn.sample import samples, unescape
+from charrnn.scoring import score_ids
+from charrnn.sampling import samples, unescape
 
 from conftest import TINY_TEXT, tiny_config
 
@@ -78,7 +78,7 @@ def test_top_k_one_is_greedy(ckpt64):
 
 def test_draws_follow_the_distribution():
     # The inverse-CDF draw, against exact probabilities, over many rows at once.
-    from charrnn.sample import _draw
+    from charrnn.sampling import _draw
 
     V, N = 5, 40000
     logits = np.tile(np.log(np.array([0.1, 0.2, 0.3, 0.35, 0.05], np.float32)), (N, 1))

@@ -8,7 +8,7 @@ from charrnn.config import Config
 from charrnn.data import Streams
 from charrnn.errors import ConfigError
 from charrnn.model import Model
-from charrnn.train import train
+from charrnn.training import train
 from conftest import tiny_config
 
 

@@ -6,7 +6,7 @@ import io
 import pytest
 
 from charrnn.progress import Progress
-from charrnn.train import train
+from charrnn.training import train
 from conftest import tiny_config
 
 

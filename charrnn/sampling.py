@@ -6,6 +6,10 @@ generator, seeded `seed + i`: the same command with the same seed gives the same
 and sample i does not depend on how many samples are drawn with it (up to float rounding,
 which differs between batch sizes in BLAS, so `--seed S+i` alone almost always, not always,
 repeats sample i of a `--seed S` run).
+
+How a character is chosen from the model's scores (temperature, top-k, top-p, the repetition
+penalty, and in which order) is `decoding.py`'s; `beam` searches for the likeliest text instead
+of drawing it.
 """
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from . import decoding
+from .checkpoint import model_and_vocab
 from .errors import CharRNNError
 from .model import map_state
 
@@ -33,22 +39,46 @@ class Sample:
     text: str
     logprobs: list = field(default_factory=list)  # ln p(char) under the model (temperature 1, no top-k)
     stopped: bool = False  # ended at the stop string (which `text` includes)
+    top_p: Optional[float] = None
+    repetition_penalty: float = 1.0
+    logprob: float = 0.0  # sum of logprobs: ln p(text | prime)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def sample(checkpoint, length: int = 1000, temperature: float = 0.8, prime: str = "",
+@dataclass
+class BeamText:
+    """One result of a beam search: the text (after the prime) and its log probability."""
+
+    prime: str
+    text: str
+    logprob: float  # ln p(text | prime) under the model, the sum of logprobs
+    logprobs: list = field(default_factory=list)
+    stopped: bool = False  # ended at the stop string (which `text` includes)
+    beam: int = 1  # the beam width that found it
+    rank: int = 1  # 1 for the likeliest text the search found
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sample(source, length: int = 1000, temperature: float = 0.8, prime: str = "",
            seed: Optional[int] = None, top_k: Optional[int] = None,
-           stop_at: Optional[str] = None) -> Iterator[str]:
+           stop_at: Optional[str] = None, top_p: Optional[float] = None,
+           repetition_penalty: float = 1.0) -> Iterator[str]:
     """Yield the prime, then up to `length` generated characters, as they are produced.
 
     Characters are drawn from softmax(y / temperature); temperature 0 takes the most
-    likely character every time. top_k keeps only the k most likely before drawing.
-    stop_at ends the sample after the first occurrence of that string in the generated
-    text. The same seed gives the same text.
+    likely character every time. top_k keeps only the k most likely before drawing, top_p
+    the most likely whose probabilities sum to at least p, and repetition_penalty R >= 1
+    divides the probability of continuing an earlier string by R (decoding.py has the
+    order). stop_at ends the sample after the first occurrence of that string in the generated
+    text. The same seed gives the same text. `source` is a checkpoint (or its path), a
+    (model, vocab) pair or a training Result.
     """
-    gen = Generation(checkpoint, 1, length, temperature, prime, seed, top_k, stop_at)
+    gen = Generation(*model_and_vocab(source, "sample"), 1, length, temperature, prime, seed, top_k, stop_at,
+                     top_p=top_p, repetition_penalty=repetition_penalty)
     if prime:
         yield prime
     chars = gen.vocab.chars
@@ -58,25 +88,30 @@ def sample(checkpoint, length: int = 1000, temperature: float = 0.8, prime: str 
         yield chars[ids[0]]
 
 
-def samples(checkpoint, num_samples: int = 1, length: int = 1000, temperature: float = 0.8,
+def samples(source, num_samples: int = 1, length: int = 1000, temperature: float = 0.8,
             prime: str = "", seed: Optional[int] = None, top_k: Optional[int] = None,
-            stop_at: Optional[str] = None, logprobs: bool = True) -> list:
+            stop_at: Optional[str] = None, logprobs: bool = True, top_p: Optional[float] = None,
+            repetition_penalty: float = 1.0) -> list:
     """Draw `num_samples` samples in one batch; sample i uses seed + i. Returns [Sample]."""
-    gen = Generation(checkpoint, num_samples, length, temperature, prime, seed, top_k, stop_at, logprobs)
+    gen = Generation(*model_and_vocab(source, "sample"), num_samples, length, temperature, prime, seed, top_k,
+                     stop_at, logprobs,
+                     top_p, repetition_penalty)
     for _ in gen.steps():
         pass
     return gen.results()
 
 
-def stream(checkpoint, num_samples: int = 1, length: int = 1000, temperature: float = 0.8,
+def stream(source, num_samples: int = 1, length: int = 1000, temperature: float = 0.8,
            prime: str = "", seed: Optional[int] = None, top_k: Optional[int] = None,
-           stop_at: Optional[str] = None, separator: str = "\n\n") -> Iterator[str]:
+           stop_at: Optional[str] = None, separator: str = "\n\n", top_p: Optional[float] = None,
+           repetition_penalty: float = 1.0) -> Iterator[str]:
     """The text `charrnn sample` prints: sample 1 as it is generated, then the others.
 
     All samples are generated together; the first is written character by character,
     the rest once the batch is done, each preceded by the separator.
     """
-    gen = Generation(checkpoint, num_samples, length, temperature, prime, seed, top_k, stop_at)
+    gen = Generation(*model_and_vocab(source, "sample"), num_samples, length, temperature, prime, seed, top_k,
+                     stop_at, top_p=top_p, repetition_penalty=repetition_penalty)
     if prime:
         yield prime
     chars = gen.vocab.chars
@@ -88,13 +123,10 @@ def stream(checkpoint, num_samples: int = 1, length: int = 1000, temperature: fl
 
 
 class Generation:
-    """The state of N streams being generated together."""
+    """The state of N streams of a model over a vocabulary being generated together."""
 
-    def __init__(self, checkpoint, num_samples, length, temperature, prime, seed, top_k,
-                 stop_at=None, logprobs=False):
-        from .checkpoint import as_checkpoint
-
-        checkpoint = as_checkpoint(checkpoint)
+    def __init__(self, model, vocab, num_samples, length, temperature, prime, seed, top_k,
+                 stop_at=None, logprobs=False, top_p=None, repetition_penalty=1.0):
         if num_samples < 1:
             raise CharRNNError(f"num-samples must be at least 1, got {num_samples}")
         if length < 0:
@@ -103,16 +135,11 @@ class Generation:
             raise CharRNNError(f"temperature must be 0 or more, got {temperature}")
         if top_k is not None and top_k < 1:
             raise CharRNNError(f"top-k must be at least 1, got {top_k}")
-        self.vocab = vocab = checkpoint.vocab
-        from .vocab import describe
-
-        vocab.require(prime, "the prime")
-        if stop_at == "":
-            raise CharRNNError("the stop string is empty")
-        unproducible = vocab.missing(stop_at) if stop_at else []
-        if unproducible:
-            raise CharRNNError(f"the stop string has characters the model never produces: {describe(unproducible)}")
-        self.model = checkpoint.model()
+        check_decoding(top_p, repetition_penalty)
+        self.vocab = vocab
+        check_prime_and_stop(vocab, prime, stop_at)
+        self.top_p, self.penalty = top_p, repetition_penalty
+        self.model = model
         self.N, self.length, self.temperature, self.top_k = num_samples, length, temperature, top_k
         self.prime, self.want_logprobs = prime, logprobs
         self.seed = int.from_bytes(os.urandom(4), "little") if seed is None else int(seed)
@@ -147,6 +174,9 @@ class Generation:
         """
         current, state = self._start()
         N, V = self.N, len(self.vocab)
+        P = max(len(self.prime), 1)
+        history = np.empty((N, P + self.length), dtype=np.intp)  # each stream's text so far, for the penalty
+        history[:, :P] = self.vocab.encode(self.prime) if self.prime else current[:, None]
         rows = np.arange(N)
         live = np.ones(N, dtype=bool)
         k = 0 if self.stop is None else len(self.stop)
@@ -159,13 +189,18 @@ class Generation:
         for t in range(self.length):
             logits, state = self.model.step(current, state)  # (N, V)
             logp = None
+            scores = logits
+            if self.penalty != 1:
+                scores = logits.copy()
+                decoding.apply_repetition_penalty(scores, history[:, : P + t], self.penalty)
             if self.temperature == 0:
-                nxt = logits.argmax(axis=1)
+                nxt = scores.argmax(axis=1)
             else:
                 j = t % RANDOM_BLOCK
                 if j == 0:
                     uniforms = np.stack([rng.random(RANDOM_BLOCK) for rng in self.rngs])  # (N, block)
-                nxt = _draw(logits, self.temperature, self.top_k, uniforms[:, j], tri, z, cdf)
+                nxt = _draw(scores, self.temperature, self.top_k, uniforms[:, j], tri, z, cdf, self.top_p)
+            history[:, P + t] = nxt
             if self.want_logprobs:
                 y = logits.astype(np.float64)
                 y -= y.max(axis=1, keepdims=True)
@@ -191,30 +226,67 @@ class Generation:
         for i in range(self.N):
             n = int(self.lengths[i])
             lp = [round(float(v), 5) for v in logp[i, :n]] if logp is not None else []
+            total = round(float(logp[i, :n].sum()), 5) if logp is not None else 0.0
             out.append(Sample(self.seeds[i], self.temperature, self.top_k, self.prime,
-                              self.vocab.decode(ids[i, :n]), lp, bool(self.stopped[i])))
+                              self.vocab.decode(ids[i, :n]), lp, bool(self.stopped[i]),
+                              self.top_p, self.penalty, total))
         return out
 
 
-def _draw(logits, temperature, top_k, u, tri, z, cdf) -> np.ndarray:
-    """One character per row of logits (N, V), drawn with the uniforms u (N,).
-
-    z and cdf are (N, V) float32 work buffers; tri is the (V, V) upper triangle of ones, or None.
-    """
-    V = logits.shape[1]
+def _draw(logits, temperature, top_k, u, tri, z, cdf, top_p=None) -> np.ndarray:
+    """One character per row of logits (N, V), drawn with the uniforms u (N,): steps 2-5 of
+    decoding.py's order. z and cdf are (N, V) float32 work buffers; tri is the (V, V) upper
+    triangle of ones, or None."""
     np.multiply(logits, 1.0 / temperature, out=z)
-    if top_k is not None and top_k < V:
-        cut = np.partition(z, V - top_k, axis=1)[:, V - top_k : V - top_k + 1]
-        z[z < cut] = -np.inf
-    z -= z.max(axis=1, keepdims=True)
-    np.exp(z, out=z)
-    if tri is not None:
-        np.matmul(z, tri, out=cdf)
-    else:
-        np.cumsum(z, axis=1, out=cdf)
-    # Inverse-CDF draw: the first index whose cumulative weight passes u * total.
-    drawn = (cdf <= (u * cdf[:, -1])[:, None]).sum(axis=1)
-    return np.minimum(drawn, V - 1, out=drawn)
+    decoding.filter_logits(z, top_k, top_p)
+    return decoding.draw(z, u, tri, cdf)
+
+
+def check_decoding(top_p, repetition_penalty) -> None:
+    if top_p is not None and not 0 < top_p <= 1:
+        raise CharRNNError(f"top-p must be in (0, 1], got {top_p}")
+    if not repetition_penalty >= 1:
+        raise CharRNNError(f"the repetition penalty must be 1 (off) or more, got {repetition_penalty}")
+
+
+def check_prime_and_stop(vocab, prime: str, stop_at: Optional[str]) -> None:
+    from .vocab import describe
+
+    vocab.require(prime, "the prime")
+    if stop_at == "":
+        raise CharRNNError("the stop string is empty")
+    unproducible = vocab.missing(stop_at) if stop_at else []
+    if unproducible:
+        raise CharRNNError(f"the stop string has characters the model never produces: {describe(unproducible)}")
+
+
+def likeliest(source, beam: int = 4, length: int = 1000, prime: str = "", stop_at: Optional[str] = None,
+         repetition_penalty: float = 1.0) -> list:
+    """The `beam` likeliest continuations of the prime found by beam search, best first: [BeamText].
+
+    Beam search keeps the `beam` most likely texts one character further at each step
+    (decoding.beam_search); beam=1 is greedy decoding, the same text as temperature 0.
+    Each result ends at `length` characters or after the stop string.
+    """
+    model, vocab = model_and_vocab(source, "sample")
+    if beam < 1:
+        raise CharRNNError(f"beam must be at least 1, got {beam}")
+    if length < 0:
+        raise CharRNNError(f"length must be 0 or more, got {length}")
+    check_decoding(None, repetition_penalty)
+    check_prime_and_stop(vocab, prime, stop_at)
+    gen = Generation(model, vocab, 1, length, 0.0, prime, 0, None)  # for its start: the prime run through
+    current, state = gen._start()
+
+    def step(state, ids):
+        logits, new_state = model.step(ids, state)
+        return decoding.log_softmax(logits), new_state
+
+    history = vocab.encode(prime).astype(np.intp) if prime else current
+    stop = vocab.encode(stop_at).astype(np.intp) if stop_at else None
+    found = decoding.beam_search(step, state, int(current[0]), beam, length, stop, repetition_penalty, history)
+    return [BeamText(prime, vocab.decode(b.ids), round(b.logprob, 5), [round(x, 5) for x in b.logprobs],
+                     b.stopped, beam, rank) for rank, b in enumerate(found, 1)]
 
 
 def unescape(text: Optional[str]) -> Optional[str]:
