@@ -96,7 +96,8 @@ class ModelStore:
             except CharRNNError as exc:
                 kept = entry.checkpoint
                 with self._lock:
-                    entry.error = str(exc) + (f"; still serving the model from step {kept.meta.get('step')}" if kept else "")
+                    still = f"; still serving the model from step {kept.meta.get('step')}" if kept else ""
+                    entry.error = str(exc) + still
                 self.log(f"charrnn serve: {entry.error}")
                 continue
             with self._lock:
