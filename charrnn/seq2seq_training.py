@@ -24,7 +24,7 @@ from .errors import CharRNNError, CheckpointError, DivergenceError
 from .metrics import FILENAME as METRICS_FILE, MetricsRecorder
 from .pairs import Batcher, Encoded, padding_share, read_pairs, split_validation, vocabularies
 from .seq2seq import Seq2Seq
-from .training import Interrupted, Result, _check_out_dir, _fan_out, _kept, _progress, _stop_signals, text_hash
+from .training import Interrupted, Result, _check_out_dir, _kept, fan_out, _progress, _stop_signals, text_hash
 from .translate import score_encoded
 
 
@@ -43,7 +43,7 @@ def train_pairs(config: Config, pairs_path: str, out: str = "checkpoints",
     if config.init_from:
         raise CharRNNError("init_from: fine-tuning applies to language models, not to --pairs")
     recorder = MetricsRecorder(os.path.join(out, METRICS_FILE), config.log_every) if metrics else None
-    emit = _fan_out([c for c in (callback, recorder) if c is not None])
+    emit = fan_out([c for c in (callback, recorder) if c is not None])
     text = read_text(pairs_path, config.encoding)
     name = "<stdin>" if pairs_path == "-" else pairs_path
     try:
