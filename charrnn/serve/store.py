@@ -82,7 +82,7 @@ class ModelStore:
 
     def refresh(self) -> None:
         """Load every watched file that changed since it was last tried."""
-        from ..checkpoint import load
+        from ..checkpoint import load, require_lm
 
         for entry in self.entries.values():
             stamp = _stamp(entry.path)
@@ -92,7 +92,7 @@ class ModelStore:
             try:
                 if self._confined and not inside(entry.path, self.directory):
                     raise CharRNNError(f"{entry.path} points outside {self.directory}/; not loaded")
-                checkpoint = load(entry.path)
+                checkpoint = require_lm(load(entry.path), "charrnn serve")
             except CharRNNError as exc:
                 kept = entry.checkpoint
                 with self._lock:
