@@ -125,6 +125,7 @@ SAMPLE_FIELDS = ("prime", "length", "temperature", "top_k", "top_p", "repetition
 
 def sample_request(store, body: dict) -> dict:
     """Validate a /api/sample body and set up its generation: the arguments of generate()."""
+    from ..checkpoint import model_and_vocab
     from ..sampling import Generation
 
     f = Fields(body, SAMPLE_FIELDS)
@@ -142,7 +143,7 @@ def sample_request(store, body: dict) -> dict:
     if stop_at:
         known_text(checkpoint.vocab, stop_at, "stop_at")
     try:
-        gen = Generation(checkpoint, 1, length, temperature, prime, seed, top_k, stop_at=stop_at, logprobs=True,
+        gen = Generation(*model_and_vocab(checkpoint, "sample"), 1, length, temperature, prime, seed, top_k, stop_at=stop_at, logprobs=True,
                          top_p=top_p, repetition_penalty=penalty)
     except CharRNNError as exc:
         raise ApiError(422, str(exc)) from None
