@@ -320,6 +320,21 @@ def _is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+def model_and_vocab(source, command: str = "this") -> tuple:
+    """The (model, vocabulary) that sampling, scoring, encoding and gradflow work on.
+
+    `source` is a checkpoint or its path (a language model's: `command` names what refused
+    an encoder-decoder), a (model, vocab) pair, or anything with .model and .vocab, such as
+    the Result of a training run.
+    """
+    if isinstance(source, tuple):
+        return source
+    if isinstance(source, (str, Checkpoint)):
+        checkpoint = require_lm(as_checkpoint(source), command)
+        return checkpoint.model(), checkpoint.vocab
+    return source.model, source.vocab
+
+
 def require_lm(checkpoint: Checkpoint, command: str) -> Checkpoint:
     """Refuse, in one line, to run a language-model command on an encoder-decoder."""
     if checkpoint.task != "lm":

@@ -576,7 +576,7 @@ def gradflow(file, checkpoint, steps, windows, as_json, plot_path, compare_activ
         flows = gf.compare_activations(text, seconds, hidden_size, steps, windows,
                                        progress=lambda msg: click.echo(msg, err=True))
     else:
-        flows = [gf.flow_of_checkpoint(load_checkpoint(checkpoint, task="lm"), text, steps, windows)]
+        flows = [gf.flow_of(load_checkpoint(checkpoint, task="lm"), text, steps, windows)]
     if plot_path:
         gf.plot(flows, plot_path, f"gradient flow on {os.path.basename(file) if file != '-' else 'stdin'}")
     click.echo(json.dumps({"flows": [f.to_dict() for f in flows]}) if as_json else gf.format_table(flows))
