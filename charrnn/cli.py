@@ -655,7 +655,7 @@ def inspect_(file, checkpoint, encoding, colour, **flags):
     """
     from .surprise import LEGEND, char_scores, tinted
 
-    ck = load_checkpoint(checkpoint)
+    ck = load_checkpoint(checkpoint, task="lm")
     text = read_for(ck, file, encoding, flags["bytes"])
     if len(text) < 2:
         raise CharRNNError(f"need at least 2 characters to score, got {len(text)}")

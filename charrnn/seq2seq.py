@@ -233,10 +233,3 @@ class Seq2Seq:
         nll = -np.log(np.maximum(self._p[np.arange(len(self._y)), self._y].astype(np.float64), 1e-300))
         row = self._mask % batch.size  # the column (pair) of each real position
         return np.bincount(row, weights=nll, minlength=batch.size)
-
-    def flops_per_target_char(self, src_per_tgt: float = 1.0) -> int:
-        """Rough training FLOPs per target char (forward and the two backward products)."""
-        G = {"elman": 1, "lstm": 4, "gru": 3}[self.cell]
-        H, L = self.H, self.L
-        per_char = G * L * H * H + G * (L - 1) * H * H
-        return int(6 * (per_char * (1 + src_per_tgt) + H * self.Vt))

@@ -244,3 +244,10 @@ def test_train_pairs_cli_usage_errors(pairs_file, tiny_corpus, tmp_path):
     assert r.exit_code == 2 and "give a CORPUS or --pairs, not both" in r.stderr
     r = CliRunner().invoke(main, ["train", "--pairs", pairs_file, "--out", str(tmp_path / "o"), "--dropout", "0.2"])
     assert r.exit_code == 1 and "does not use dropout" in r.stderr
+
+
+def test_inspect_refuses_an_encoder_decoder(trained, tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("abcabc", encoding="utf-8")
+    r = CliRunner().invoke(main, ["inspect", str(path), "--checkpoint", os.path.join(trained, "best.npz")])
+    assert r.exit_code == 1 and "is an encoder-decoder" in r.stderr and len(r.stderr.splitlines()) == 1

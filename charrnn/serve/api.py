@@ -107,7 +107,7 @@ def model_text(checkpoint, text: str) -> str:
     """What a user typed, as the model's characters (a byte-level model's are UTF-8 bytes)."""
     from ..data import model_text as convert
 
-    return convert(text, getattr(checkpoint.config, "encoding", "utf-8"))
+    return convert(text, checkpoint.config.encoding)
 
 
 def known_text(vocab, text: str, what: str) -> None:
@@ -137,7 +137,8 @@ def sample_request(store, body: dict) -> dict:
     top_p = f.number("top_p", 1.0, 0.0, 1.0) if "top_p" in body else None
     penalty = f.number("repetition_penalty", 1.0, 1.0, 100.0)
     if 0 < rate < 1:  # a pace slower than that would hold a thread for hours
-        raise ApiError(422, f"rate must be 0 (as fast as drawn) or from 1 to {MAX_RATE:,} characters per second, got {rate:g}")
+        raise ApiError(422, f"rate must be 0 (as fast as drawn) or from 1 to {MAX_RATE:,} characters per second, "
+                            f"got {rate:g}")
     known_text(checkpoint.vocab, prime, "the prime")
     if stop_at:
         known_text(checkpoint.vocab, stop_at, "stop_at")
