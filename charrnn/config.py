@@ -19,6 +19,7 @@ OPTIMIZERS = ("adam", "adagrad", "rmsprop", "sgd")
 LR_SCHEDULES = ("constant", "step", "cosine")
 CLIP_MODES = ("norm", "value")
 DTYPES = ("float32", "float64")
+INITS = ("uniform", "normal", "orthogonal")
 BYTES = "bytes"  # the encoding of a byte-level vocabulary: every byte is one character
 # Fields a resumed run may change (limits, cadences, step size). Every other field shapes
 # the model, the data or the trajectory, so `--resume` refuses a different value.
@@ -54,6 +55,9 @@ class Config:
     clip_mode: str = _f("norm", "norm: scale all gradients so their global norm is at most clip; "
                         "value: clip each element to [-clip, clip]", CLIP_MODES)
     patience: Optional[int] = _f(None, "stop early after this many validations without a better loss")
+    init: str = _f("uniform", "weight initialisation: uniform U(-S/sqrt(H), S/sqrt(H)) (the cells' own), "
+                              "normal N(0, S^2), or orthogonal (S x orthogonal blocks); S is init_scale", INITS)
+    init_scale: float = _f(1.0, "S, the scale of the init scheme's weights")
     init_from: Optional[str] = _f(None, "start from this checkpoint's weights (fine-tuning); its cell and sizes are kept")
     max_steps: Optional[int] = _f(None, "stop after this many updates")
     epochs: Optional[float] = _f(None, "stop after this many passes over the training text")
@@ -106,6 +110,8 @@ class Config:
             raise ConfigError(f"lr_min: must be in [0, lr], got {self.lr_min}")
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"patience: must be at least 1, got {self.patience}")
+        if not self.init_scale > 0:
+            raise ConfigError(f"init_scale: must be positive, got {self.init_scale}")
         if self.clip < 0:
             raise ConfigError(f"clip: must be 0 (off) or positive, got {self.clip}")
         try:

@@ -24,6 +24,7 @@ from .data import Corpus, Streams, load_corpus, split
 from .errors import CharRNNError, CheckpointError, DivergenceError
 from .scoring import score_ids
 from .metrics import FILENAME as METRICS_FILE, MetricsRecorder
+from .initialization import initial_model
 from .model import Model
 from .resume import RunState, check_same_run, load_latest
 from .vocab import Vocab, id_dtype
@@ -125,7 +126,7 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
     if start_from is not None:
         model = start_from.model
     else:
-        model = Model.from_config(config, len(vocab)).init(config.seed)
+        model = initial_model(config, len(vocab))
     # Dropout's masks come from their own generator, so changing dropout leaves the
     # initialisation alone; its state is model.rng.bit_generator.state.
     model.rng = np.random.default_rng([config.seed, 1])
