@@ -31,6 +31,8 @@ _LAZY = {
     "encode": ("vectors", "encode"),
     "plot": ("plotting", "plot"),
     "Vocab": ("vocab", "Vocab"),
+    "char_scores": ("surprise", "char_scores"),
+    "hidden_states": ("surprise", "hidden_states"),
 }
 
 

@@ -13,6 +13,11 @@ Layout (all plain arrays; read with np.load(path, allow_pickle=False)):
     history/<name>    float64 run history: train_loss (steps,), val_loss (validations, 2)
                       as (step, loss) rows
 
+An encoder-decoder (meta "task": "seq2seq", seq2seq.py) has the same layout, with its
+parameters under param/enc.<name> and param/dec.<name>, `vocab` its target vocabulary
+(with the decoder's START and END markers, U+0002 and U+0003), `src_vocab` its source
+vocabulary, and no state/ arrays; seq2seq_checkpoint.py validates it.
+
 All reading and writing lives here; every write is atomic (temporary file in the same
 directory, fsync, rename), so a crash mid-save never leaves a half-written checkpoint
 where a good one was.
@@ -43,6 +48,12 @@ class Checkpoint:
     state: list = field(default_factory=list)  # carried hidden state per layer
     path: Optional[str] = None
     history: dict = field(default_factory=dict)  # 'train_loss' -> array, 'val_loss' -> array
+    src_vocab: "object" = None  # an encoder-decoder's source vocabulary (vocab is its target's)
+
+    @property
+    def task(self) -> str:
+        """'lm' (a language model) or 'seq2seq' (an encoder-decoder, seq2seq.py), from the metadata."""
+        return self.meta.get("task", "lm")
 
     @property
     def config(self):
@@ -54,21 +65,29 @@ class Checkpoint:
         """The model these parameters belong to, ready for sampling or evaluation."""
         from .model import Model
 
+        if self.task == "seq2seq":
+            from .seq2seq import Seq2Seq
+
+            return Seq2Seq.from_config(self.config, len(self.src_vocab), len(self.vocab)).set_params(self.params)
+
         return Model.from_config(self.config, len(self.vocab)).set_params(self.params)
 
 
 def save(path: str, params: dict, vocab, meta: dict, optim: Optional[dict] = None,
-         state: Optional[list] = None, history: Optional[dict] = None) -> None:
+         state: Optional[list] = None, history: Optional[dict] = None, src_vocab=None) -> None:
     """Write a checkpoint atomically: it is either the old file or the complete new one.
 
     `optim` is an optimizer's state_dict(): its arrays go to optim/<key>, its scalars
-    (the step counter t, ...) to meta["optim"].
+    (the step counter t, ...) to meta["optim"]. An encoder-decoder also stores its source
+    vocabulary (`src_vocab`) and says task "seq2seq" in meta.
     """
     optim = optim or {}
     scalars = {k: v.item() if isinstance(v, np.generic) else v for k, v in optim.items() if np.ndim(v) == 0}
     meta = {"format": FORMAT, "charrnn_version": __version__, **meta, "optim": scalars}
     arrays = {f"param/{k}": np.asarray(v) for k, v in params.items()}
     arrays["vocab"] = np.asarray(vocab.codepoints, dtype=np.int32)
+    if src_vocab is not None:
+        arrays["src_vocab"] = np.asarray(src_vocab.codepoints, dtype=np.int32)
     arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
     for k, v in optim.items():
         if k not in scalars:
@@ -210,6 +229,10 @@ def _validate(path: str, arrays: dict) -> Checkpoint:
         config = Config.from_dict(meta["config"])
     except CharRNNError as exc:
         raise bad(f"its config is invalid: {exc}") from None
+    if meta.get("task", "lm") != "lm":
+        from .seq2seq_checkpoint import validate  # an encoder-decoder: its own layout checks
+
+        return validate(path, arrays, meta, config, bad)
     v = arrays["vocab"]
     if v.ndim != 1 or v.dtype.kind not in "iu" or len(v) == 0:
         raise bad("'vocab' is not a 1-d integer array")
@@ -295,6 +318,14 @@ def _check_floats(bad, what: str, a: np.ndarray, dtype: np.dtype) -> None:
 
 def _is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
+
+
+def require_lm(checkpoint: Checkpoint, command: str) -> Checkpoint:
+    """Refuse, in one line, to run a language-model command on an encoder-decoder."""
+    if checkpoint.task != "lm":
+        raise CheckpointError(f"{command} needs a language model; {checkpoint.path or 'this checkpoint'} is an "
+                              f"encoder-decoder (trained with --pairs): use charrnn translate")
+    return checkpoint
 
 
 def as_checkpoint(checkpoint) -> Checkpoint:

@@ -88,10 +88,22 @@ def checkpoint_option(fn):
         help=f"Checkpoint file [default: {DEFAULT_DIR}/best.npz, else latest.npz; env CHARRNN_CHECKPOINT].")(fn)
 
 
-def load_checkpoint(path):
+def load_checkpoint(path, task=None):
+    """The checkpoint at path (default: DEFAULT_DIR's best, else latest); with `task`, refuse another kind."""
     from . import checkpoint as ckpt
 
-    return ckpt.load(path or ckpt.find(DEFAULT_DIR))
+    ck = ckpt.load(path or ckpt.find(DEFAULT_DIR))
+    if task == "lm":
+        ckpt.require_lm(ck, f"charrnn {click.get_current_context().info_name}")
+    return ck
+
+
+def single_threaded_blas() -> None:
+    """One BLAS thread: a step's (B, H) products are too small for threads to pay off, and on a
+    busy machine they cost several times the work. Only before numpy is imported; a user's
+    own setting wins."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
 
 
 def encoding_options(fn):
@@ -145,22 +157,61 @@ def encoding_option(encoding, as_bytes):
               help="Continue the run in DIR/latest.npz exactly where it stopped [DIR: --out]; "
                    "give the same corpus; limits count from the run's start.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+@click.option("--pairs", "pairs_file", default=None, metavar="PAIRS.tsv",
+              help="Train an encoder-decoder on source TAB target lines (- for stdin) instead of a language model.")
 @bytes_option
 @config_options
 @friendly_errors
-def train(corpus, config_file, out, force, resume, quiet, **overrides):
-    """Train on CORPUS (text files, UTF-8 unless --encoding or --bytes, or - for stdin; several are concatenated)."""
+def train(corpus, config_file, out, force, resume, quiet, pairs_file, **overrides):
+    """Train on CORPUS (text files, UTF-8 unless --encoding or --bytes, or - for stdin; several are concatenated).
+
+    With --pairs PAIRS.tsv instead: an encoder-decoder that learns to write each line's
+    target from its source (then: charrnn translate).
+    """
+    if pairs_file is not None:
+        if overrides.pop("bytes"):
+            raise click.UsageError("--bytes applies to language models, not to --pairs")
+        return train_pairs(corpus, config_file, out, force, resume, quiet, pairs_file, overrides)
+    from .config import resolve
+    from .metrics import FILENAME, MetricsRecorder
+    from .progress import Progress
+    from .resume import load_latest
+    from .training import Interrupted, Run, fan_out, prepare_out
+
+    overrides["encoding"] = encoding_option(overrides.get("encoding"), overrides.pop("bytes"))
+    out, resume = run_dir(corpus, resume, out), resume is not None
+    config = resolve(config_file, overrides, base=load_latest(out).meta["config"] if resume else None)
+    progress = Progress(quiet, max_time=config.max_time)
+    metrics = MetricsRecorder(os.path.join(out, FILENAME), config.log_every)
+    try:
+        run = Run(config, list(corpus), out, callback=fan_out([progress, metrics]), resume=resume)
+        prepare_out(out, force, resume)
+        result = run.train()
+    except Interrupted as exc:
+        progress.close()
+        click.echo(f"charrnn: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    finally:
+        progress.close()
+    progress.summary(result)
+
+
+def train_pairs(corpus, config_file, out, force, resume, quiet, pairs_file, overrides):
+    if corpus:
+        raise click.UsageError(f"give a CORPUS or --pairs, not both (got {corpus[0]} and --pairs {pairs_file})")
+    single_threaded_blas()
     from .config import resolve
     from .progress import Progress
     from .resume import load_latest
-    from .training import Interrupted, train as run
+    from .seq2seq_training import train_pairs as run
+    from .training import Interrupted
 
-    overrides["encoding"] = encoding_option(overrides.get("encoding"), overrides.pop("bytes"))
-    out = run_dir(corpus, resume, out)
-    config = resolve(config_file, overrides, base=load_latest(out).meta["config"] if resume is not None else None)
+    out = run_dir((pairs_file,), resume, out)
+    defaults = {"cell": "lstm", "batch_size": 64}  # the encoder-decoder's own defaults
+    config = resolve(config_file, overrides, base=load_latest(out).meta["config"] if resume is not None else defaults)
     progress = Progress(quiet, max_time=config.max_time)
     try:
-        result = run(config, list(corpus), out=out, callback=progress, force=force, resume=resume is not None)
+        result = run(config, pairs_file, out=out, callback=progress, force=force, resume=resume is not None)
     except Interrupted as exc:
         progress.close()
         click.echo(f"charrnn: {exc}", err=True)
@@ -223,7 +274,7 @@ def sample(ctx, checkpoint, temperature, length, prime, seed, top_k, top_p, repe
 
     if beam is not None:
         check_beam_options(ctx, top_k, top_p, num_samples)
-    model = load_checkpoint(checkpoint)
+    model = load_checkpoint(checkpoint, task="lm")
     # A byte-level model's text is one character per byte; what the user typed is its UTF-8 bytes.
     enc = model.config.encoding
     prime = read_text("-", enc) if prime == "-" else model_text(prime, enc)
@@ -274,12 +325,16 @@ def check_beam_options(ctx, top_k, top_p, num_samples) -> None:
 @encoding_options
 @click.option("--tsv", is_flag=True,
               help="Per-line scores as tab-separated line, chars, nats, nats_per_char, bits, bits_per_char, text (implies --per-line).")
+@click.option("--pairs", is_flag=True,
+              help="FILE holds source TAB target lines: an encoder-decoder's per-char target loss and exact-match accuracy.")
 @friendly_errors
-def eval_(file, checkpoint, as_json, per_line, reset_per_line, encoding, tsv, **flags):
+def eval_(file, checkpoint, as_json, per_line, reset_per_line, encoding, tsv, pairs, **flags):
     """Score FILE (- for stdin): loss in nats/char, bits/char, perplexity; or each line's."""
     from .scoring import evaluate, score_lines
 
-    model = load_checkpoint(checkpoint)
+    if pairs:
+        return eval_pairs(file, checkpoint, as_json)
+    model = load_checkpoint(checkpoint, task="lm")
     text = read_for(model, file, encoding, flags["bytes"])
     if per_line or reset_per_line or tsv:
         for s in score_lines(model, text, reset=reset_per_line):
@@ -292,6 +347,20 @@ def eval_(file, checkpoint, as_json, per_line, reset_per_line, encoding, tsv, **
     else:
         click.echo(f"loss {score.loss:.4f} nats/char  {score.bits_per_char:.4f} bits/char  "
                    f"perplexity {score.perplexity:.3f}  ({score.predictions} predictions)")
+
+
+def eval_pairs(file, checkpoint, as_json):
+    single_threaded_blas()
+    from .pairs import read_pairs
+    from .translate import evaluate_pairs
+
+    ck = load_checkpoint(checkpoint)
+    score = evaluate_pairs(ck, read_pairs(file))
+    if as_json:
+        click.echo(json.dumps(score.to_dict()))
+    else:
+        click.echo(f"loss {score.loss:.4f} nats/char  {score.bits_per_char:.4f} bits/char  "
+                   f"exact match {score.exact_match:.2%}  ({score.pairs} pairs, {score.target_chars} target chars)")
 
 
 TSV_COLUMNS = ("line", "chars", "nats", "nats_per_char", "bits", "bits_per_char", "text")
@@ -344,6 +413,50 @@ def write_vectors(numbers, vectors, fmt, output):
     finally:
         if not to_stdout:
             fh.close()
+
+
+@main.command()
+@click.argument("file", default="-", required=False)
+@checkpoint_option
+@click.option("--temp", "temperature", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="0 writes the likeliest character each step (greedy); above 0, draws from softmax(y / temp).")
+@click.option("--beam", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Beam search with this many hypotheses (1: greedy or --temp).")
+@click.option("--seed", type=int, default=None, help="Random seed for --temp above 0.")
+@click.option("--max-length", type=click.IntRange(min=1), default=None,
+              help="Most characters written per line [default: twice the longest training target].")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per line: line, source, output, logprob (ln p of output and END), finished.")
+@friendly_errors
+def translate(file, checkpoint, temperature, beam, seed, max_length, as_json):
+    """Translate each line of FILE (default -, stdin) with an encoder-decoder: one output line per input line.
+
+    Output is written as lines are translated. A line that cannot be translated is reported
+    on stderr with its number and leaves an empty line; the exit status is then 1.
+    """
+    single_threaded_blas()
+    from .translate import Translator, available_lines
+
+    tr = Translator(load_checkpoint(checkpoint), temperature, beam, seed, max_length)
+    if file != "-" and os.path.isdir(file):
+        raise click.ClickException(f"{file} is a directory, not a text file")
+    try:
+        source = sys.stdin if file == "-" else os.open(file, os.O_RDONLY)
+    except FileNotFoundError:
+        raise click.ClickException(f"file not found: {file}") from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {file}: {exc.strerror}") from None
+    failed, first = 0, 1
+    with StreamWriter(sys.stdout) as out:
+        for lines in available_lines(source):
+            for t in tr.translate(lines, first):
+                if t.error:
+                    failed += 1
+                    click.echo(f"charrnn: line {t.line}: {t.error}", err=True)
+                out.write((json.dumps(t.to_dict(), ensure_ascii=False) if as_json else (t.output or "")) + "\n")
+            first += len(lines)
+    if failed:
+        raise click.ClickException(f"{failed} of {first - 1} lines could not be translated")
 
 
 @main.command()
@@ -428,8 +541,7 @@ def gradflow(file, checkpoint, steps, windows, as_json, plot_path, compare_activ
         flows = gf.compare_activations(text, seconds, hidden_size, steps, windows,
                                        progress=lambda msg: click.echo(msg, err=True))
     else:
-        from . import checkpoint as ckpt
-        flows = [gf.flow_of_checkpoint(checkpoint or ckpt.find(DEFAULT_DIR), text, steps, windows)]
+        flows = [gf.flow_of_checkpoint(load_checkpoint(checkpoint, task="lm"), text, steps, windows)]
     if plot_path:
         gf.plot(flows, plot_path, f"gradient flow on {os.path.basename(file) if file != '-' else 'stdin'}")
     click.echo(json.dumps({"flows": [f.to_dict() for f in flows]}) if as_json else gf.format_table(flows))
@@ -465,6 +577,57 @@ def hello(word, steps, seed, as_json):
     result = run(word, steps, seed)
     click.echo(json.dumps(result.to_dict()) if as_json else format_walkthrough(result))
 
+
+
+@main.command()
+@click.argument("directory", default=None, required=False, metavar="[DIR]")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="Serve this checkpoint file instead of DIR's best.npz (else latest.npz); DIR defaults to its directory.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 opens the server to the network.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port; 0 picks a free one.")
+@friendly_errors
+def serve(directory, checkpoint, host, port):
+    """A local page and JSON API for the model in DIR [default: checkpoints]: generate, inspect, watch it train.
+
+    Reloads DIR/best.npz and latest.npz when training replaces them. Runs until Ctrl-C.
+    """
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")  # many small products from many threads (see sample)
+    from .serve import run
+
+    if directory is None:
+        directory = os.path.dirname(checkpoint) or "." if checkpoint else DEFAULT_DIR
+    run(directory, checkpoint, host, port, echo=click.echo)
+
+
+@main.command("inspect")
+@click.argument("file")
+@checkpoint_option
+@encoding_options
+@click.option("--color", "colour", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+              help="Tint each character by its surprise: auto does on a terminal (unless NO_COLOR is set).")
+@friendly_errors
+def inspect_(file, checkpoint, encoding, colour, **flags):
+    """Print FILE (- for stdin) tinted by how surprised the model is by each character.
+
+    The tint is the character's loss in nats (legend on stderr); the mean is `charrnn eval`'s.
+    Not on a terminal, the text is printed as it is.
+    """
+    from .surprise import LEGEND, char_scores, tinted
+
+    ck = load_checkpoint(checkpoint)
+    text = read_for(ck, file, encoding, flags["bytes"])
+    if len(text) < 2:
+        raise CharRNNError(f"need at least 2 characters to score, got {len(text)}")
+    scores = char_scores(ck.model(), ck.vocab, text)
+    use = colour == "always" or (colour == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
+    with StreamWriter(sys.stdout) as out:
+        out.write(tinted(scores) if use else text)
+        if not text.endswith("\n"):
+            out.write("\n")
+    click.echo(f"{LEGEND if use else ''}loss {scores.loss:.4f} nats/char  {scores.bits_per_char:.4f} bits/char  "
+               f"({scores.predictions} predictions)", err=True)
 
 class StreamWriter:
     """Writes text as it comes, flushing at line ends and at least every 0.1 s.

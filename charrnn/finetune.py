@@ -18,7 +18,7 @@ from .config import BYTES, Config
 from .data import kind
 from .errors import CharRNNError
 from .model import Model
-from .vocab import Vocab, describe, id_dtype
+from .vocab import Vocab, describe
 
 NEW_CHAR_BIAS = 20.0
 ARCHITECTURE = ("cell", "hidden_size", "layers", "activation")
@@ -46,7 +46,7 @@ def extend(checkpoint, vocab: Vocab, config: Config | None = None) -> tuple[Mode
     union = Vocab(np.union1d(old_vocab.codepoints, vocab.codepoints))
     added = [c for c in union.chars if c not in old_vocab]
     model = Model.from_config(config, len(union)).init(config.seed)
-    where = np.searchsorted(union.codepoints, old_vocab.codepoints)  # old id -> new id
+    where = old_vocab.id_map(union)
     new = np.setdiff1d(np.arange(len(union)), where)
     old_b_y = checkpoint.params["b_y"]
     for name, old in checkpoint.params.items():
@@ -63,15 +63,14 @@ def start(config: Config, vocab: Vocab, ids: np.ndarray) -> Start:
     """Load config.init_from and set up a run on ids (in `vocab`'s ids) from its weights."""
     from . import checkpoint as ckpt
 
-    checkpoint = ckpt.load(config.init_from)
+    checkpoint = ckpt.require_lm(ckpt.load(config.init_from), "--init-from")
     old = checkpoint.config
     if (old.encoding == BYTES) != (config.encoding == BYTES):
         raise CharRNNError(f"cannot fine-tune {config.init_from}: it reads {kind(old.encoding)}, and this corpus is "
                            f"read as {kind(config.encoding)}; " + ("pass --bytes" if old.encoding == BYTES else "drop --bytes"))
     changed = [k for k in ARCHITECTURE if getattr(config, k) != getattr(old, k)]
     model, union, added = extend(checkpoint, vocab, config)
-    lut = np.searchsorted(union.codepoints, vocab.codepoints).astype(id_dtype(len(union)))
-    new_ids = lut[ids]
+    new_ids = vocab.recode(ids, union)
     run_config = config.replace(**{k: getattr(old, k) for k in ARCHITECTURE})
     parts = [f"fine-tuning from {config.init_from} ({old.cell}, {old.layers} x {old.hidden_size})"]
     if changed:

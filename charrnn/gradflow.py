@@ -22,7 +22,6 @@ training hot loop carries no extra work for it.
 from __future__ import annotations
 
 import math
-import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
@@ -213,11 +212,10 @@ def compare_activations(text: str, seconds: float = 5.0, hidden_size: int = 64, 
     Returns Flows in pairs per activation: at initialisation, then after `seconds` of
     training (or `max_steps` updates). The models share everything but the activation.
     """
-    from . import checkpoint as ckpt
     from .config import Config
     from .data import min_train_length
     from .model import Model
-    from .training import train
+    from .training import Run
     from .vocab import Vocab
 
     B, T = 32, 64
@@ -237,10 +235,8 @@ def compare_activations(text: str, seconds: float = 5.0, hidden_size: int = 64, 
         if progress:
             progress(f"training {act} ({hidden_size} hidden units) for {seconds:g} s" if not max_steps
                      else f"training {act} ({hidden_size} hidden units) for {max_steps} updates")
-        with tempfile.TemporaryDirectory(prefix="charrnn-gradflow-") as out:
-            result = train(config, text=text, out=out)
-            trained = ckpt.load(result.latest).model()
-        flow1 = gradient_flow(trained, ids, steps, windows)
+        result = Run(config, text=text, out=None).train()  # in memory: nothing written
+        flow1 = gradient_flow(result.model, ids, steps, windows)
         flow1.label = f"{act}, trained"
         flow1.extra = {"updates": result.steps, "seconds": round(result.seconds, 2),
                        "train_loss": result.train_loss, "val_loss": result.val_loss}

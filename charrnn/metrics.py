@@ -52,6 +52,8 @@ class MetricsRecorder:
                 self._pending = self._row(self._last)
             if self._pending is not None:
                 self._pending["val_loss"] = _round(event["val_loss"])
+                if "val_exact_match" in event:  # an encoder-decoder's validation
+                    self._pending["val_exact_match"] = _round(event["val_exact_match"])
             if event.get("best"):  # best.npz was written
                 self._open()
         elif kind in ("saving", "save"):

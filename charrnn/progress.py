@@ -64,6 +64,7 @@ class Progress:
         self.bar = None
         self.val_loss = None
         self.clip_fraction = None
+        self.val_exact = None
         self.limits = Limits(max_time=max_time)
         self.where = None  # (step, elapsed) of the latest update
 
@@ -92,14 +93,18 @@ class Progress:
                     "|g|": f"{event['grad_norm']:.2g}", "clipped": f"{event['clip_fraction']:.0%}"}
             if self.val_loss is not None:
                 post["val"] = f"{self.val_loss:.3f}"
+            if self.val_exact is not None:  # an encoder-decoder's validation exact match
+                post["exact"] = f"{self.val_exact:.1%}"
             self.bar.set_postfix(post, refresh=False)
             self.bar.update(int(self.limits.fraction(*self.where) * BAR_UNITS) - self.bar.n)
         elif kind == "eval":
             self.val_loss = event["val_loss"]
+            self.val_exact = event.get("val_exact_match")
             if self.bar is not None and self.bar.disable:
                 # No bar off a terminal (a log file, CI): one line per validation instead.
                 clipped = f", {self.clip_fraction:.0%} of updates clipped" if self.clip_fraction is not None else ""
-                self.message(f"step {event['step']}: val loss {event['val_loss']:.4f}"
+                exact = f", exact match {self.val_exact:.1%}" if self.val_exact is not None else ""
+                self.message(f"step {event['step']}: val loss {event['val_loss']:.4f}" + exact
                              + (" (best)" if event["best"] else "") + clipped + self._how_far())
 
     def _how_far(self) -> str:

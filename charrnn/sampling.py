@@ -126,7 +126,9 @@ class Generation:
                  stop_at=None, logprobs=False, top_p=None, repetition_penalty=1.0):
         from .checkpoint import as_checkpoint
 
-        checkpoint = as_checkpoint(checkpoint)
+        from .checkpoint import require_lm
+
+        checkpoint = require_lm(as_checkpoint(checkpoint), "sample")
         if num_samples < 1:
             raise CharRNNError(f"num-samples must be at least 1, got {num_samples}")
         if length < 0:

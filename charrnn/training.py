@@ -27,7 +27,7 @@ from .metrics import FILENAME as METRICS_FILE, MetricsRecorder
 from .initialization import initial_model
 from .model import Model
 from .resume import RunState, check_same_run, load_latest
-from .vocab import Vocab, id_dtype
+from .vocab import Vocab
 
 VAL_STREAM_CHARS = 2048  # validation runs the tail as streams of at least this many chars
 
@@ -58,6 +58,8 @@ class Result:
     best: Optional[str]
     losses: list = field(default_factory=list)  # train loss of every update of the run
     val_history: list = field(default_factory=list)  # (step, val loss) of every validation
+    model: Optional[Model] = field(default=None, repr=False, compare=False)  # the trained model, as in latest
+    vocab: Optional[Vocab] = field(default=None, repr=False, compare=False)
 
 
 def text_hash(text: str) -> str:
@@ -78,197 +80,270 @@ def train(config: Config, corpus=None, out: str = "checkpoints", text: Optional[
     fields in `config.MAY_CHANGE_ON_RESUME`. Limits count from the start of the run.
 
     With metrics=True, out/metrics.jsonl gets a row every config.log_every steps (metrics.py).
+    This is the `charrnn train` command's policy, as a function: `Run` is the run itself.
     """
     recorder = MetricsRecorder(os.path.join(out, METRICS_FILE), config.log_every) if metrics else None
-    emit = _fan_out([c for c in (callback, recorder) if c is not None])
-    if text is not None:
-        if not text:
-            raise CharRNNError("the corpus is empty")
-        vocab = Vocab.from_text(text)
-        corpus_data = Corpus(vocab.encode(text), vocab, text_hash(text))
-    elif corpus is not None:
-        corpus_data = load_corpus(corpus, config.encoding)
-    else:
-        raise CharRNNError("no corpus given")
-    vocab, ids = corpus_data.vocab, corpus_data.ids
-    latest, best = os.path.join(out, "latest.npz"), os.path.join(out, "best.npz")
-    start_from = None
-    if resume:
-        saved = load_latest(out)
-        check_same_run(saved, config, corpus_data.sha256)
-        # The run's vocabulary: the corpus's, or a larger one if it was fine-tuned (--init-from).
-        vocab, ids = saved.vocab, recode(ids, vocab, saved.vocab)
-    elif config.init_from:
-        start_from = finetune.start(config, vocab, ids)
-        config, vocab, ids = start_from.config, start_from.vocab, start_from.ids
-    data = split(ids, config.val_fraction, config.batch_size, config.seq_len)
-    streams = Streams(data.train, config.batch_size, config.seq_len, config.tbptt_stride)
+    run = Run(config, corpus, out, text=text, resume=resume,
+              callback=fan_out([c for c in (callback, recorder) if c is not None]))
+    prepare_out(out, force, resume)
+    return run.train()
+
+
+def prepare_out(out: str, force: bool = False, resume: bool = False) -> None:
+    """The output-directory policy: refuse to overwrite another run's checkpoints unless
+    `force` (a resumed run continues its own), create the directory now (a bad --out should
+    not cost a training run) and remove what a crash mid-save left there."""
     if not resume:
         _check_out_dir(out, force)
-    try:  # now, not at the first save: a bad --out should not cost a training run
+    try:
         os.makedirs(out, exist_ok=True)
     except OSError as exc:
         raise CharRNNError(f"cannot create --out {out}: {exc.strerror or exc}") from None
     ckpt.clean_stale(out)
-    if start_from is not None:
-        emit({"kind": "info", "message": start_from.message, "added": start_from.added})
-    if data.note:
-        emit({"kind": "info", "message": data.note})
 
-    max_steps = config.max_steps
-    if config.epochs is not None:
-        by_epochs = max(1, math.ceil(config.epochs * streams.chunks_per_epoch))
-        max_steps = by_epochs if max_steps is None else min(max_steps, by_epochs)
-    if max_steps is None and config.max_time is None:
-        max_steps = streams.chunks_per_epoch
-        emit({"kind": "info", "message": "no --max-steps, --epochs or --max-time: training one epoch"})
 
-    if start_from is not None:
-        model = start_from.model
-    else:
-        model = initial_model(config, len(vocab))
-    # Dropout's masks come from their own generator, so changing dropout leaves the
-    # initialisation alone; its state is model.rng.bit_generator.state.
-    model.rng = np.random.default_rng([config.seed, 1])
-    opt = optim.from_config(config, model.params)
-    state = model.zero_state(config.batch_size)
-    run = RunState(hidden=state, rngs={"dropout": model.rng})  # every generator the loop draws from
-    if resume:
-        run.restore(saved, config, model, opt, streams.chunks_per_epoch)
-        run.best_val = _best_seen(best, run.best_val)
-        emit({"kind": "info", "message": f"resuming {latest} at step {run.step} "
-                                         f"(epoch {run.step / streams.chunks_per_epoch:.2f})"})
-    meta_base = {"config": config.to_dict(), "corpus_sha256": corpus_data.sha256,
-                 "corpus_chars": len(ids), "train_chars": int(len(data.train)),
-                 "val_chars": 0 if data.val is None else int(len(data.val))}
-    emit({"kind": "start", "vocab_size": len(vocab), "params": model.num_params(),
-          "train_chars": len(data.train), "val_chars": meta_base["val_chars"],
-          "max_steps": max_steps, "step": run.step,
-          "chars_per_epoch": streams.chunks_per_epoch * streams.B * streams.S})
+class Run:
+    """One training run, in the order it lives:
 
-    step, chunk, state = run.step, run.chunk, run.hidden
-    train_loss, val_loss, best_val = run.train_loss, run.val_loss, run.best_val
-    losses, val_history = run.losses, run.val_history  # the run's history, appended to below
-    stale, patience_best = run.stale, run.patience_best  # for --patience
-    chars_per_step = config.batch_size * streams.S  # characters the streams advance per update
-    n_updates = n_clipped = 0  # this session's updates, and those whose gradient was clipped
-    first_step, before = step, run.elapsed  # where this session starts; time of earlier ones
-    start = time.perf_counter() - before  # so elapsed counts the whole run, across resumes
+        run = Run(config, corpus, out)  # load the corpus; plan a fresh, resumed or fine-tuned start
+        run.start()                     # the model, optimizer and carried state (restored on resume)
+        run.update()                    # one truncated-BPTT update; repeated until a limit
+        run.validate(done)              # on the validation tail, every eval_every updates
+        run.save_latest()               # latest.npz, every save_every updates
+        run.finish()                    # the Result, with the trained model
 
-    def finished(elapsed):
-        return (max_steps is not None and step >= max_steps) or (
-            config.max_time is not None and elapsed >= config.max_time)
+    `train()` runs that loop. It reports through `callback(event)` (see the module's
+    docstring); code that needs the run itself appends to `after_update` (called with the
+    run after every update), `after_validate` (run, improved) and `after_save` (run, path),
+    which are called after the matching event. With out=None nothing is written: the model
+    lives in `result.model` only.
+    """
 
-    def save(path):
-        # Loss and gradients are checked in the loop; this catches weights that overflowed
-        # in the update itself, so no checkpoint is ever replaced by a non-finite one.
-        for k, p in model.params.items():
-            if not np.all(np.isfinite(p)):
-                raise DivergenceError(f"training diverged at step {step}: parameter {k} is not finite; "
-                                      f"lower the learning rate (--lr {config.lr:g}); {_kept(latest, best)}")
-        now = RunState(step=step, chunk=chunk, elapsed=time.perf_counter() - start, train_loss=train_loss,
-                       val_loss=val_loss, best_val=best_val, stale=stale, patience_best=patience_best,
-                       losses=losses, val_history=val_history, hidden=state, rngs=run.rngs)
-        if path == latest:
-            emit({"kind": "saving", "path": latest, "step": step})
-        meta, history = now.export()
-        meta = {**meta_base, **meta, "epoch": step / streams.chunks_per_epoch}
-        ckpt.save(path, model.params, vocab, meta, opt.state_dict(), state, history)
+    def __init__(self, config: Config, corpus=None, out: Optional[str] = "checkpoints",
+                 text: Optional[str] = None, callback: Optional[Callable[[dict], None]] = None,
+                 resume: bool = False):
+        self.emit = callback or (lambda event: None)
+        self.out, self.resuming = out, resume
+        self.latest = None if out is None else os.path.join(out, "latest.npz")
+        self.best = None if out is None else os.path.join(out, "best.npz")
+        self.corpus = _read_corpus(corpus, text, config.encoding)
+        self.config, self.vocab, self.ids = config, self.corpus.vocab, self.corpus.ids
+        self.saved = self.fine_tune = None
+        if resume:
+            self.saved = load_latest(out)
+            check_same_run(self.saved, config, self.corpus.sha256)
+            # The run's vocabulary: the corpus's, or a larger one if it was fine-tuned (--init-from).
+            if not np.all(np.isin(self.vocab.codepoints, self.saved.vocab.codepoints)):
+                raise CheckpointError("the checkpoint's vocabulary lacks characters of the corpus")
+            self.vocab, self.ids = self.saved.vocab, self.vocab.recode(self.ids, self.saved.vocab)
+        elif config.init_from:
+            self.fine_tune = finetune.start(config, self.vocab, self.ids)
+            self.config, self.vocab, self.ids = self.fine_tune.config, self.fine_tune.vocab, self.fine_tune.ids
+        config = self.config
+        self.data = split(self.ids, config.val_fraction, config.batch_size, config.seq_len)
+        self.streams = Streams(self.data.train, config.batch_size, config.seq_len, config.tbptt_stride)
+        self.model = self.opt = self.state = None  # made by start()
+        self.after_update: list = []
+        self.after_validate: list = []
+        self.after_save: list = []
 
-    def save_latest():
-        save(latest)
-        if best_val is None and os.path.exists(best):
+    def start(self) -> "Run":
+        """The model (initialised, fine-tuned or restored), its optimizer and the run's state."""
+        config, streams = self.config, self.streams
+        if self.fine_tune is not None:
+            self.emit({"kind": "info", "message": self.fine_tune.message, "added": self.fine_tune.added})
+        if self.data.note:
+            self.emit({"kind": "info", "message": self.data.note})
+        self.max_steps = self._max_steps()
+        if self.fine_tune is not None:
+            self.model = self.fine_tune.model
+        else:
+            self.model = initial_model(config, len(self.vocab))
+        # Dropout's masks come from their own generator, so changing dropout leaves the
+        # initialisation alone; its state is model.rng.bit_generator.state.
+        self.model.rng = np.random.default_rng([config.seed, 1])
+        self.opt = optim.from_config(config, self.model.params)
+        # Every generator the loop draws from is in the state, to be saved and restored.
+        self.state = RunState(hidden=self.model.zero_state(config.batch_size), rngs={"dropout": self.model.rng})
+        if self.saved is not None:
+            self.state.restore(self.saved, config, self.model, self.opt, streams.chunks_per_epoch)
+            self.state.best_val = _best_seen(self.best, self.state.best_val)
+            self.emit({"kind": "info", "message": f"resuming {self.latest} at step {self.state.step} "
+                                                  f"(epoch {self.state.step / streams.chunks_per_epoch:.2f})"})
+        val_chars = 0 if self.data.val is None else int(len(self.data.val))
+        self.meta = {"config": config.to_dict(), "corpus_sha256": self.corpus.sha256,
+                     "corpus_chars": len(self.ids), "train_chars": int(len(self.data.train)), "val_chars": val_chars}
+        self.emit({"kind": "start", "vocab_size": len(self.vocab), "params": self.model.num_params(),
+                   "train_chars": len(self.data.train), "val_chars": val_chars, "max_steps": self.max_steps,
+                   "step": self.state.step, "chars_per_epoch": streams.chunks_per_epoch * streams.B * streams.S})
+        self.chars_per_step = config.batch_size * streams.S  # characters the streams advance per update
+        self.n_updates = self.n_clipped = 0  # this session's updates, and those whose gradient was clipped
+        self.first_step, self.before = self.state.step, self.state.elapsed  # this session's start; earlier time
+        self.clock = time.perf_counter() - self.before  # so elapsed counts the whole run, across resumes
+        return self
+
+    def train(self) -> Result:
+        """Update until a limit, validating and saving on their schedules; Ctrl-C saves and stops."""
+        if self.state is None:
+            self.start()
+        if self.resuming and self.finished(self.before):
+            self.emit({"kind": "info", "message": f"the run in {self.latest} already finished at step "
+                                                  f"{self.state.step}; raise --max-steps, --epochs or "
+                                                  f"--max-time to train further"})
+            return self.finish(self.before)
+        config, run = self.config, self.state
+        # Overflow and NaN are caught by the explicit checks, which name the step and the
+        # remedy; numpy's own warnings would only add lines of noise on the user's stderr.
+        with _stop_signals() as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            while True:
+                done = self.finished(self.update())
+                if self.data.val is not None and (run.step % config.eval_every == 0 or done or stop.signum):
+                    done = self.validate(done)
+                if run.step % config.save_every == 0 or done or stop.signum:
+                    self.save_latest()
+                if stop.signum:
+                    raise Interrupted(stop.signum, str(self.latest))
+                if done:
+                    return self.finish()
+
+    def update(self) -> float:
+        """One update on the next chunk of the streams; returns the run's elapsed seconds."""
+        config, streams, model, run = self.config, self.streams, self.model, self.state
+        if run.chunk == streams.chunks_per_epoch:  # a new epoch starts from the streams' beginning
+            run.chunk, run.hidden = 0, model.zero_state(config.batch_size)
+        x, y = streams.chunk(run.chunk)
+        loss, new_state = model.forward(x, y, run.hidden, train=True, advance=streams.S)
+        grads = model.backward()
+        norm, clipped = optim.clip(grads, config.clip, config.clip_mode)
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            raise self.diverged(run.step + 1, "the loss" if not math.isfinite(loss) else "the gradient norm",
+                                clip=True)
+        progress = _progress(run.step, self.max_steps, time.perf_counter() - self.clock, config)
+        self.opt.lr = optim.lr_at(config, run.step + 1, progress)
+        self.opt.step(model.params, grads)
+        run.hidden, run.chunk, run.step = new_state, run.chunk + 1, run.step + 1
+        self.n_updates, self.n_clipped = self.n_updates + 1, self.n_clipped + clipped
+        run.train_loss = loss
+        run.losses.append(loss)
+        elapsed = time.perf_counter() - self.clock
+        self.emit({"kind": "step", "step": run.step, "epoch": run.step / streams.chunks_per_epoch, "loss": loss,
+                   "grad_norm": norm, "clipped": clipped, "clip_fraction": self.n_clipped / self.n_updates,
+                   "lr": self.opt.lr, "chars_per_sec": self._chars_per_sec(elapsed), "elapsed": elapsed})
+        for hook in self.after_update:
+            hook(self)
+        return elapsed
+
+    def validate(self, done: bool) -> bool:
+        """Score the validation tail, saving best.npz if it is the best yet; returns `done`,
+        or True when --patience stops the run early."""
+        config, run = self.config, self.state
+        run.val_loss = validation_loss(self.model, self.data.val)
+        if not math.isfinite(run.val_loss):
+            raise self.diverged(run.step, "the validation loss")
+        run.val_history.append((run.step, run.val_loss))
+        improved = run.best_val is None or run.val_loss < run.best_val
+        if improved:
+            run.best_val = run.val_loss
+            self.save(self.best)
+        self.emit({"kind": "eval", "step": run.step, "val_loss": run.val_loss, "best": improved})
+        for hook in self.after_validate:
+            hook(self, improved)
+        # Patience counts the scheduled validations only: the extra one at a stop (the
+        # end of a session, Ctrl-C) must not change when a resumed run stops early.
+        scheduled = run.step % config.eval_every == 0
+        if scheduled and (run.patience_best is None or run.val_loss < run.patience_best):
+            run.patience_best, run.stale = run.val_loss, 0
+        elif scheduled:
+            run.stale += 1
+        if config.patience is not None and run.stale >= config.patience and not done:
+            self.emit({"kind": "info", "message": f"early stop at step {run.step}: no better validation loss "
+                                                  f"in {run.stale} validations (best {run.best_val:.4f})"})
+            return True
+        return done
+
+    def save_latest(self) -> None:
+        """Write latest.npz, and drop a best.npz that an earlier run left (--force)."""
+        self.save(self.latest)
+        if self.out is None:
+            return
+        if self.state.best_val is None and os.path.exists(self.best):
             # An earlier run's best.npz (kept until now, as --force allowed overwriting it):
             # sample and eval prefer best.npz, so it must not outlive this run's latest.npz.
-            os.unlink(best)
-        emit({"kind": "save", "path": latest, "step": step})
+            os.unlink(self.best)
+        self.emit({"kind": "save", "path": self.latest, "step": self.state.step})
+        for hook in self.after_save:
+            hook(self, self.latest)
 
-    def result(elapsed):
-        session = max(elapsed - before, 1e-9)
-        return Result(step, step / streams.chunks_per_epoch, train_loss, val_loss, best_val, elapsed,
-                      (step - first_step) * chars_per_step / session, latest,
-                      best if best_val is not None and os.path.exists(best) else None,
-                      list(losses), list(val_history))
+    def save(self, path: Optional[str]) -> None:
+        """Write the run as it is now to `path` (nothing when the run has no --out)."""
+        run = self.state
+        # Loss and gradients are checked in the loop; this catches weights that overflowed
+        # in the update itself, so no checkpoint is ever replaced by a non-finite one.
+        for k, p in self.model.params.items():
+            if not np.all(np.isfinite(p)):
+                raise self.diverged(run.step, f"parameter {k}")
+        if path is None:
+            return
+        run.elapsed = time.perf_counter() - self.clock
+        if path == self.latest:
+            self.emit({"kind": "saving", "path": self.latest, "step": run.step})
+        meta, history = run.export()
+        meta = {**self.meta, **meta, "epoch": run.step / self.streams.chunks_per_epoch}
+        ckpt.save(path, self.model.params, self.vocab, meta, self.opt.state_dict(), run.hidden, history)
 
-    if resume and finished(before):
-        emit({"kind": "info", "message": f"the run in {latest} already finished at step {step}; "
-                                         f"raise --max-steps, --epochs or --max-time to train further"})
-        emit({"kind": "done", "result": result(before)})
-        return result(before)
+    def finish(self, elapsed: Optional[float] = None) -> Result:
+        """The run's Result, with its model and vocabulary; emits "done"."""
+        run = self.state
+        elapsed = time.perf_counter() - self.clock if elapsed is None else elapsed
+        best = self.best if run.best_val is not None and self.best and os.path.exists(self.best) else None
+        result = Result(run.step, run.step / self.streams.chunks_per_epoch, run.train_loss, run.val_loss,
+                        run.best_val, elapsed, self._chars_per_sec(elapsed), self.latest, best,
+                        list(run.losses), list(run.val_history), self.model, self.vocab)
+        self.emit({"kind": "done", "result": result})
+        return result
 
-    # Overflow and NaN are caught by the explicit check below, which names the step and the
-    # remedy; numpy's own warnings would only add lines of noise on the user's stderr.
-    with _stop_signals() as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        while True:
-            if chunk == streams.chunks_per_epoch:  # a new epoch starts from the streams' beginning
-                chunk = 0
-                state = model.zero_state(config.batch_size)
-            x, y = streams.chunk(chunk)
-            loss, new_state = model.forward(x, y, state, train=True, advance=streams.S)
-            grads = model.backward()
-            norm, clipped = optim.clip(grads, config.clip, config.clip_mode)
-            if not (math.isfinite(loss) and math.isfinite(norm)):
-                what = "loss" if not math.isfinite(loss) else "gradient norm"
-                clip = f"the clip (--clip {config.clip:g})" if config.clip else "turn clipping on (--clip 5)"
-                raise DivergenceError(
-                    f"training diverged at step {step + 1}: the {what} is not finite; "
-                    f"lower the learning rate (--lr {config.lr:g}) or {clip}; {_kept(latest, best)}"
-                )
-            opt.lr = optim.lr_at(config, step + 1, _progress(step, max_steps, time.perf_counter() - start, config))
-            opt.step(model.params, grads)
-            state, chunk, step = new_state, chunk + 1, step + 1
-            n_updates, n_clipped = n_updates + 1, n_clipped + clipped
-            train_loss = loss
-            losses.append(loss)
-            elapsed = time.perf_counter() - start
-            done = finished(elapsed)
-            emit({"kind": "step", "step": step, "epoch": step / streams.chunks_per_epoch, "loss": loss,
-                  "grad_norm": norm, "clipped": clipped, "clip_fraction": n_clipped / n_updates, "lr": opt.lr,
-                  "chars_per_sec": (step - first_step) * chars_per_step / max(elapsed - before, 1e-9),
-                  "elapsed": elapsed})
-            if data.val is not None and (step % config.eval_every == 0 or done or stop.signum):
-                val_loss = validate(model, data.val)
-                if not math.isfinite(val_loss):
-                    raise DivergenceError(f"training diverged at step {step}: the validation loss is not finite; "
-                                          f"lower the learning rate (--lr {config.lr:g}); {_kept(latest, best)}")
-                val_history.append((step, val_loss))
-                improved = best_val is None or val_loss < best_val
-                if improved:
-                    best_val = val_loss
-                    save(best)
-                emit({"kind": "eval", "step": step, "val_loss": val_loss, "best": improved})
-                # Patience counts the scheduled validations only: the extra one at a stop (the
-                # end of a session, Ctrl-C) must not change when a resumed run stops early.
-                scheduled = step % config.eval_every == 0
-                if scheduled and (patience_best is None or val_loss < patience_best):
-                    patience_best, stale = val_loss, 0
-                elif scheduled:
-                    stale += 1
-                if config.patience is not None and stale >= config.patience and not done:
-                    emit({"kind": "info", "message": f"early stop at step {step}: no better validation loss "
-                                                     f"in {stale} validations (best {best_val:.4f})"})
-                    done = True
-            if step % config.save_every == 0 or done or stop.signum:
-                save_latest()
-            if stop.signum:
-                raise Interrupted(stop.signum, latest)
-            if done:
-                break
-    out_result = result(time.perf_counter() - start)
-    emit({"kind": "done", "result": out_result})
-    return out_result
+    def finished(self, elapsed: float) -> bool:
+        max_steps, max_time = self.max_steps, self.config.max_time
+        return (max_steps is not None and self.state.step >= max_steps) or (
+            max_time is not None and elapsed >= max_time)
+
+    def diverged(self, step: int, what: str, clip: bool = False) -> DivergenceError:
+        """The one wording of every divergence: where, what, the remedy, and what was kept."""
+        config = self.config
+        remedy = f"lower the learning rate (--lr {config.lr:g})"
+        if clip:
+            remedy += f" or the clip (--clip {config.clip:g})" if config.clip else " or turn clipping on (--clip 5)"
+        return DivergenceError(f"training diverged at step {step}: {what} is not finite; {remedy}; "
+                               f"{_kept(self.latest, self.best)}")
+
+    def _max_steps(self) -> Optional[int]:
+        config, per_epoch = self.config, self.streams.chunks_per_epoch
+        max_steps = config.max_steps
+        if config.epochs is not None:
+            by_epochs = max(1, math.ceil(config.epochs * per_epoch))
+            max_steps = by_epochs if max_steps is None else min(max_steps, by_epochs)
+        if max_steps is None and config.max_time is None:
+            max_steps = per_epoch
+            self.emit({"kind": "info", "message": "no --max-steps, --epochs or --max-time: training one epoch"})
+        return max_steps
+
+    def _chars_per_sec(self, elapsed: float) -> float:
+        return (self.state.step - self.first_step) * self.chars_per_step / max(elapsed - self.before, 1e-9)
 
 
-def recode(ids: np.ndarray, old: Vocab, new: Vocab) -> np.ndarray:
-    """ids in vocabulary `old` as ids in `new`, which must hold every character of `old`."""
-    if not np.all(np.isin(old.codepoints, new.codepoints)):
-        raise CheckpointError("the checkpoint's vocabulary lacks characters of the corpus")
-    lut = np.searchsorted(new.codepoints, old.codepoints).astype(id_dtype(len(new)))
-    return lut[ids]
+def _read_corpus(corpus, text: Optional[str], encoding: str) -> Corpus:
+    if text is not None:
+        if not text:
+            raise CharRNNError("the corpus is empty")
+        vocab = Vocab.from_text(text)
+        return Corpus(vocab.encode(text), vocab, text_hash(text))
+    if corpus is None:
+        raise CharRNNError("no corpus given")
+    return load_corpus(corpus, encoding)
 
 
-def _kept(latest: str, best: str) -> str:
-    kept = [p for p in (latest, best) if os.path.exists(p)]
+def _kept(latest: Optional[str], best: Optional[str]) -> str:
+    kept = [p for p in (latest, best) if p and os.path.exists(p)]
     return f"kept the last good checkpoints ({', '.join(kept)})" if kept else "no checkpoint was written"
 
 
@@ -284,7 +359,7 @@ def _best_seen(best: str, restored: Optional[float]) -> Optional[float]:
     return val if restored is None else min(val, restored)
 
 
-def _fan_out(callbacks: list) -> Callable[[dict], None]:
+def fan_out(callbacks: list) -> Callable[[dict], None]:
     def emit(event: dict) -> None:
         for cb in callbacks:
             cb(event)
@@ -299,7 +374,7 @@ def _progress(step: int, max_steps: Optional[int], elapsed: float, config: Confi
     return min(1.0, max(by_steps, by_time))
 
 
-def validate(model: Model, val_ids: np.ndarray) -> float:
+def validation_loss(model: Model, val_ids: np.ndarray) -> float:
     streams = max(1, min(128, len(val_ids) // VAL_STREAM_CHARS))
     return score_ids(model, val_ids, streams=streams).loss
 

@@ -32,7 +32,8 @@ def encode_lines(checkpoint, lines, skip_unknown: bool = False) -> tuple:
     checkpoint = as_checkpoint(checkpoint)
     if isinstance(lines, str):
         lines = split_lines(lines)
-    vocab = checkpoint.vocab
+    seq2seq = checkpoint.task == "seq2seq"
+    vocab = checkpoint.src_vocab if seq2seq else checkpoint.vocab  # an encoder-decoder: its encoder's
     if skip_unknown:
         bad = unknown_lines(vocab, lines)
         numbers = [i + 1 for i in range(len(lines)) if i not in bad]
@@ -42,7 +43,20 @@ def encode_lines(checkpoint, lines, skip_unknown: bool = False) -> tuple:
         numbers = list(range(1, len(lines) + 1))
     model = checkpoint.model()
     seqs = [vocab.encode(line).astype(np.intp) if line else np.zeros(0, np.intp) for line in lines]
-    return numbers, final_states(model, seqs)
+    return numbers, (encoder_states if seq2seq else final_states)(model, seqs)
+
+
+def encoder_states(model, seqs: list) -> np.ndarray:
+    """An encoder-decoder's sentence vectors: its encoder's top-layer h after each line's last
+    char, the state its decoder starts from (with the LSTM's c beside it). (n, H)."""
+    out = np.zeros((len(seqs), model.H), dtype=model.dtype)
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+    for batch in length_batches(lengths):
+        batch = [i for i in batch if lengths[i]]  # an empty line keeps the zero vector
+        if batch:
+            top = model.encode_states(pad([seqs[i] for i in batch]), lengths[batch])[-1]
+            out[batch] = top[0] if isinstance(top, tuple) else top
+    return out
 
 
 def final_states(model, seqs: list) -> np.ndarray:

@@ -71,6 +71,14 @@ class Vocab:
             raise CharRNNError(f"characters not in the model's vocabulary: {describe(self.missing(text))}")
         return ids.astype(id_dtype(len(self)))
 
+    def id_map(self, new: "Vocab") -> np.ndarray:
+        """The table from this vocabulary's ids to those of `new`, which holds all its characters."""
+        return np.searchsorted(new.codepoints, self.codepoints).astype(id_dtype(len(new)))
+
+    def recode(self, ids: np.ndarray, new: "Vocab") -> np.ndarray:
+        """ids of this vocabulary as ids of `new`, which holds all its characters."""
+        return self.id_map(new)[ids]
+
     def decode(self, ids) -> str:
         return "".join(self.chars[i] for i in np.asarray(ids).ravel().tolist())
 

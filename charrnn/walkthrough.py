@@ -10,7 +10,6 @@ rise. The training settings are those of configs/hello.yaml (kept equal by a tes
 """
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from typing import Optional
 
@@ -74,10 +73,9 @@ def outputs(model, vocab, word: str) -> list:
 
 def hello(word: str = "hello", steps: Optional[int] = None, seed: int = 0, activation: str = "tanh") -> Walkthrough:
     """Train on `word` (the seed's "hello" by default) and return its outputs before and after."""
-    from . import checkpoint as ckpt
     from .config import Config
     from .model import Model
-    from .training import train
+    from .training import Run
     from .vocab import Vocab
 
     if len(word) < 2:
@@ -88,10 +86,8 @@ def hello(word: str = "hello", steps: Optional[int] = None, seed: int = 0, activ
     config = Config.from_dict(settings)
     vocab = Vocab.from_text(word)
     before = outputs(Model.from_config(config, len(vocab)).init(seed), vocab, word)  # where train() starts
-    with tempfile.TemporaryDirectory(prefix="charrnn-hello-") as out:
-        result = train(config, text=word, out=out)
-        trained = ckpt.load(result.latest).model()
-    after = outputs(trained, vocab, word)
+    result = Run(config, text=word, out=None).train()  # in memory: nothing written
+    after = outputs(result.model, vocab, word)
     return Walkthrough(word, vocab.chars, config.hidden_size, activation, result.steps, before, after)
 
 

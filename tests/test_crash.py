@@ -19,7 +19,7 @@ import pytest
 
 from charrnn import checkpoint as ckpt
 from charrnn.data import split
-from charrnn.training import train, validate
+from charrnn.training import train, validation_loss
 from conftest import TINY_TEXT, tiny_config
 
 KILLS = 12
@@ -112,7 +112,7 @@ def test_kill_9_at_random_moments_loses_nothing(tmp_path, tiny_corpus):
     best = ckpt.load(os.path.join(out, "best.npz"))
     assert best.meta["val_loss"] == want.history["val_loss"][:, 1].min()
     val_ids = split(best.vocab.encode(TINY_TEXT), config.val_fraction, config.batch_size, config.seq_len).val
-    assert validate(best.model(), val_ids) == best.meta["val_loss"]
+    assert validation_loss(best.model(), val_ids) == best.meta["val_loss"]
     print(f"{KILLS} kills, {during_save} during a save, {stale_left} left a temporary file, "
           f"steps at the kills: {steps_seen}")
 
@@ -162,7 +162,7 @@ def test_the_cli_turns_an_abort_into_exit_130_without_a_traceback(tiny_corpus, t
     def abort(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "train", abort)
+    monkeypatch.setattr(training.Run, "train", abort)
     result = CliRunner().invoke(main, ["train", tiny_corpus, "--out", str(tmp_path / "run")])
     assert result.exit_code == 130
     assert result.stderr.strip() == "charrnn: interrupted"

@@ -77,7 +77,7 @@ def test_schedule_is_what_the_step_events_report(tmp_path):
 
 def test_patience_stops_after_that_many_validations_without_improvement(tmp_path, monkeypatch):
     losses = iter([2.0, 1.5, 1.6, 1.7, 1.8, 1.0])
-    monkeypatch.setattr(training, "validate", lambda model, ids: next(losses))
+    monkeypatch.setattr(training, "validation_loss", lambda model, ids: next(losses))
     result, events = run(tmp_path, max_steps=200, eval_every=10, patience=3)
     assert result.steps == 50 and result.best_val_loss == 1.5
     assert any("early stop" in e.get("message", "") for e in events if e["kind"] == "info")

@@ -111,7 +111,7 @@ def test_early_stopping_is_the_same_with_a_stop_and_resume(tmp_path, monkeypatch
     from charrnn import training
 
     # A validation loss that depends only on the weights, and goes up and down.
-    monkeypatch.setattr(training, "validate", lambda model, ids: float(np.sin(1e3 * model.params["b_y"].sum())))
+    monkeypatch.setattr(training, "validation_loss", lambda model, ids: float(np.sin(1e3 * model.params["b_y"].sum())))
     config = cfg(max_steps=200, eval_every=3, patience=2)
     ref_dir = str(tmp_path / "straight")
     ref = train(config, text=TINY_TEXT, out=ref_dir)
