@@ -129,7 +129,8 @@ def config_options(fn):
         choices = f.metadata.get("choices")
         ftype = click.Choice(choices) if choices else field_type(f)
         flag = "--" + f.name.replace("_", "-")
-        fn = click.option(flag, f.name, type=ftype, default=None,
+        many = ftype is list  # a list key is a repeatable flag: --val a.txt --val b.txt
+        fn = click.option(flag, f.name, type=str if many else ftype, default=None, multiple=many,
                           help=f"{f.metadata['help']} [default: {f.default}]")(fn)
     return fn
 
