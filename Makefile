@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv train test bench clean translate-demo
+.PHONY: venv train test bench clean translate-demo peer five-minutes
 
 venv: $(STAMP)
 
@@ -14,11 +14,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
-train: $(STAMP)
-	$(BIN)/charrnn train data/shakespeare.txt --config configs/default.yaml --force
-	$(BIN)/charrnn sample --length 600 --seed 1
+# make train's model lives in its own directory, so it never replaces a model of yours in
+# checkpoints/ (charrnn train's default --out); --force lets it retrain there each time.
+MODEL_DIR := runs/make-train
 
-# The dates example: generate the data (fixed seed), train an encoder-decoder (2.5 min),
+train: $(STAMP)
+	$(BIN)/charrnn train data/shakespeare.txt --config configs/default.yaml --out $(MODEL_DIR) --force
+	$(BIN)/charrnn sample --checkpoint $(MODEL_DIR)/best.npz --length 600 --seed 1
+	@echo "make train: the model is $(MODEL_DIR)/best.npz; export CHARRNN_CHECKPOINT=$(MODEL_DIR)/best.npz to make it the default of sample, eval, encode and gradflow" >&2
+
+# The dates example: generate the data (fixed seed), train an encoder-decoder (3 min),
 # score the 1,000 held-out dates and show a dozen of them.
 DATES := examples/dates/data
 translate-demo: $(STAMP)
@@ -38,5 +43,19 @@ bench: $(STAMP)
 	$(BIN)/charrnn bench
 
 clean:
-	rm -rf $(VENV) checkpoints .pytest_cache .hypothesis build dist *.egg-info
+	rm -rf $(VENV) $(PEER) $(MODEL_DIR) .pytest_cache .hypothesis build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# The PyTorch peer (bench/torch_peer.py) in its own environment: torch is never charrnn's dependency.
+PEER ?= .venv-peer
+peer: $(PEER)/.installed
+
+$(PEER)/.installed:
+	test -x $(PEER)/bin/python || $(PYTHON) -m venv $(PEER)
+	$(PEER)/bin/python -m pip install -q torch==2.13.0 numpy PyYAML
+	touch $@
+
+# The race: each configs/shakespeare-*.yaml, charrnn then the peer, 300 s each (about 35 minutes).
+# Shorter: make five-minutes RACE_ARGS="--seconds 20"
+five-minutes: $(STAMP) $(PEER)/.installed
+	$(BIN)/python bench/five_minutes.py --peer-python $(PEER)/bin/python $(RACE_ARGS)

@@ -26,7 +26,7 @@ def friendly_errors(fn):
         try:
             return fn(*args, **kwargs)
         except CharRNNError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(str(exc) + environment_note(click.get_current_context(), str(exc))) from None
         except MemoryError:
             raise click.ClickException("out of memory: try a smaller --batch-size or --hidden-size") from None
 
@@ -38,6 +38,7 @@ class CharRNNGroup(click.Group):
     and a usage error is one line on stderr (click would print three)."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        name_environment_variables(self)
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
@@ -47,7 +48,9 @@ class CharRNNGroup(click.Group):
                 click.echo(exc.format_message(), err=True)
                 sys.exit(exc.exit_code)
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-            click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+            message = exc.format_message()
+            note = environment_note(exc.ctx, message) if exc.ctx is not None else ""
+            click.echo(f"Error: {message.rstrip('.') if note else message}{note}{hint}", err=True)
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
             exc.show()
@@ -69,6 +72,38 @@ class CharRNNGroup(click.Group):
             ctx.exit(0)
 
 
+def name_environment_variables(group: click.Group) -> None:
+    """Each option's variable is CHARRNN_<COMMAND>_<LONG FLAG> (CHARRNN_SAMPLE_TEMP for --temp),
+    not click's default, which follows the Python parameter name (..._TEMPERATURE)."""
+    for command_name, command in group.commands.items():
+        for p in command.params:
+            if isinstance(p, click.Option) and p.envvar is None and p.allow_from_autoenv:
+                flag = max(p.opts, key=len).lstrip("-").replace("-", "_").upper()
+                p.envvar = f"CHARRNN_{command_name.upper()}_{flag}"
+
+
+def environment_note(ctx, message: str) -> str:
+    """'; CHARRNN_TRAIN_HIDDEN_SIZE=32 is set in the environment' when an error is about an
+    option whose value came from a variable, so a stray variable is named, not guessed at."""
+    import re
+
+    from click.core import ParameterSource
+
+    notes = []
+    for p in ctx.command.params:
+        if ctx.get_parameter_source(p.name) is not ParameterSource.ENVIRONMENT:
+            continue
+        flags = [o for o in p.opts if o.startswith("--")]
+        if re.search(rf"\b{p.name}\b", message) or any(f"'{f}'" in message or f"{f} " in message for f in flags):
+            names = [p.envvar] if isinstance(p.envvar, str) else list(p.envvar or [])
+            names += [f"{ctx.auto_envvar_prefix}_{p.name.upper()}"] if ctx.auto_envvar_prefix else []
+            var = next((n for n in names if n in os.environ), names[0] if names else p.name)
+            notes.append(f"{var}={os.environ.get(var, '')}")
+    return f"; {' and '.join(notes)} {'is' if len(notes) == 1 else 'are'} set in the environment" if notes else ""
+
+
+# The order of precedence of a value: Config's default, then --config YAML, then the
+# environment, then a flag on the command line.
 # auto_envvar_prefix: every option can come from CHARRNN_<COMMAND>_<OPTION>
 # (CHARRNN_SAMPLE_TEMP=0.5, CHARRNN_TRAIN_HIDDEN_SIZE=256); --checkpoint also from CHARRNN_CHECKPOINT.
 @click.group(cls=CharRNNGroup, context_settings={"help_option_names": ["-h", "--help"],
@@ -321,11 +356,11 @@ def check_beam_options(ctx, top_k, top_p, num_samples) -> None:
 @checkpoint_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--per-line", is_flag=True,
-              help="Score each line: one JSON object per line (line, chars, predictions, nats, nats_per_char, bits, bits_per_char, text).")
+              help="Score each line: one JSON object per line (line, chars, predictions, nats, nats_per_prediction, bits, bits_per_prediction, text).")
 @click.option("--reset-per-line", is_flag=True, help="Score each line alone, from a zero state (implies --per-line).")
 @encoding_options
 @click.option("--tsv", is_flag=True,
-              help="Per-line scores as tab-separated line, chars, nats, nats_per_char, bits, bits_per_char, text (implies --per-line).")
+              help="Per-line scores as tab-separated line, chars, nats, nats_per_prediction, bits, bits_per_prediction, text (implies --per-line).")
 @click.option("--pairs", is_flag=True,
               help="FILE holds source TAB target lines: an encoder-decoder's per-char target loss and exact-match accuracy.")
 @friendly_errors
@@ -364,7 +399,7 @@ def eval_pairs(file, checkpoint, as_json):
                    f"exact match {score.exact_match:.2%}  ({score.pairs} pairs, {score.target_chars} target chars)")
 
 
-TSV_COLUMNS = ("line", "chars", "nats", "nats_per_char", "bits", "bits_per_char", "text")
+TSV_COLUMNS = ("line", "chars", "nats", "nats_per_prediction", "bits", "bits_per_prediction", "text")
 
 
 @main.command()
@@ -517,7 +552,7 @@ def bench(config_file, hidden_size, batch_size, seq_len, vocab_size, seconds, as
 
 @main.command()
 @click.argument("file")
-@click.option("--checkpoint", type=click.Path(), help=f"Checkpoint file [default: {DEFAULT_DIR}/best.npz, else latest.npz].")
+@checkpoint_option
 @click.option("--steps", type=click.IntRange(min=1), default=50, show_default=True, help="How many steps back (K).")
 @click.option("--windows", type=click.IntRange(min=1), default=256, show_default=True, help="Windows of FILE averaged over.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, {\"flows\": [...]}, instead of the table.")
@@ -572,7 +607,11 @@ def info(target, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @friendly_errors
 def hello(word, steps, seed, as_json):
-    """The seed's walk-through: an RNN learns "hello"; its outputs before and after training."""
+    """The textbook example of a character-level model: an RNN learns "hello".
+
+    Vocabulary h e l o, inputs h e l l, targets e l l o: the output scores and probabilities
+    for each input, before and after training.
+    """
     from .walkthrough import format_walkthrough, hello as run
 
     result = run(word, steps, seed)

@@ -16,6 +16,7 @@ from typing import Optional
 
 import numpy as np
 
+from .compressed import decompress, read_chunks
 from .config import BYTES, check_encoding
 from .errors import CharRNNError
 
@@ -76,7 +77,7 @@ def _decoded(path: str, encoding: str = "utf-8"):
     name = "<stdin>" if path == "-" else path
     check_encoding(encoding)
     label = "UTF-8" if codecs.lookup(encoding if encoding != BYTES else "latin-1").name == "utf-8" else encoding
-    chunks = iter([sys.stdin.buffer.read()]) if path == "-" else _file_chunks(path)
+    chunks = iter([_stdin_bytes()]) if path == "-" else _file_chunks(path)
     decoder = codecs.getincrementaldecoder("latin-1" if encoding == BYTES else encoding)()
     offset = 0  # bytes of the file before this chunk
     for chunk in itertools.chain(chunks, [b""]):
@@ -97,18 +98,17 @@ def _file_chunks(path):
     if os.path.isdir(path):
         raise CharRNNError(f"{path} is a directory, not a text file")
     try:
-        with open(path, "rb") as fh:
-            while True:
-                chunk = fh.read(CHUNK_BYTES)
-                if not chunk:
-                    break
-                yield chunk
+        yield from read_chunks(path, CHUNK_BYTES)  # gzip, bzip2 and xz files decompressed
     except FileNotFoundError:
         raise CharRNNError(f"file not found: {path}") from None
     except PermissionError:
         raise CharRNNError(f"permission denied: {path}") from None
     except OSError as exc:
         raise CharRNNError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _stdin_bytes() -> bytes:
+    return decompress(sys.stdin.buffer.read(), "<stdin>")
 
 
 def _codepoints(text: str) -> np.ndarray:

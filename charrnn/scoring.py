@@ -67,8 +67,9 @@ class LineScore:
     def to_dict(self) -> dict:
         n = max(self.predictions, 1)
         return {"line": self.line, "chars": len(self.text), "predictions": self.predictions,
-                "nats": round(self.nats, 6), "nats_per_char": round(self.nats / n, 6),
-                "bits": round(self.nats / math.log(2), 6), "bits_per_char": round(self.nats / n / math.log(2), 6),
+                # Per prediction, the line's characters and its newline: what was scored.
+                "nats": round(self.nats, 6), "nats_per_prediction": round(self.nats / n, 6),
+                "bits": round(self.nats / math.log(2), 6), "bits_per_prediction": round(self.nats / n / math.log(2), 6),
                 "text": self.text}
 
 

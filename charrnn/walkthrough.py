@@ -1,4 +1,5 @@
-"""The seed text's worked example: an Elman network learns "hello", one character at a time.
+"""The textbook example of a character-level language model: an Elman network learns
+"hello", one character at a time.
 
 Vocabulary h, e, l, o (V = 4); the inputs h, e, l, l are one-hot rows, the targets the next
 characters e, l, l, o. For each input the network gives four output scores and their softmax:
@@ -72,7 +73,7 @@ def outputs(model, vocab, word: str) -> list:
 
 
 def hello(word: str = "hello", steps: Optional[int] = None, seed: int = 0, activation: str = "tanh") -> Walkthrough:
-    """Train on `word` (the seed's "hello" by default) and return its outputs before and after."""
+    """Train on `word` (the textbook "hello" by default) and return its outputs before and after."""
     from .config import Config
     from .model import Model
     from .training import Run
@@ -96,7 +97,7 @@ def _show(c: str) -> str:
 
 
 def format_walkthrough(w: Walkthrough) -> str:
-    # Columns in the order the characters first appear in the word (h e l o, as in the seed),
+    # Columns in the order the characters first appear in the word (h e l o, as in the textbook example),
     # not in id order (e h l o); the numbers are the same either way.
     order = sorted(range(len(w.chars)), key=lambda i: w.word.index(w.chars[i]))
     chars = [_show(w.chars[i]) for i in order]

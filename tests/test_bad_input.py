@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import charrnn.compressed
 import charrnn.data
 from charrnn.cli import main
 
@@ -85,7 +86,7 @@ def test_train_unreadable_file(tmp_path, guarded, monkeypatch):
         return real_open(file, *args, **kwargs)
 
     # Root reads any file whatever its mode, so the refusal is simulated where the file is opened.
-    monkeypatch.setattr(charrnn.data, "open", deny, raising=False)
+    monkeypatch.setattr(charrnn.compressed, "open", deny, raising=False)
     assert_error(train_into(guarded, path), "permission denied", "secret.txt")
 
 

@@ -1,4 +1,4 @@
-"""charrnn hello: the seed's walk-through, before and after training."""
+"""charrnn hello: the textbook "hello" example, before and after training."""
 from __future__ import annotations
 
 import json

@@ -56,19 +56,19 @@ def test_per_line_json_and_tsv_from_the_cli(trained_ckpt, tmp_path):
     assert len(rows) == 6
     row = rows[3]
     assert row["text"] == "wherefore art thou Romeo?" and row["chars"] == 25 and row["predictions"] == 26
-    assert row["nats_per_char"] == pytest.approx(row["nats"] / 26, abs=1e-5)
+    assert row["nats_per_prediction"] == pytest.approx(row["nats"] / 26, abs=1e-5)
     assert row["bits"] == pytest.approx(row["nats"] / math.log(2), abs=1e-5)
     t = runner.invoke(main, ["eval", "--tsv", str(f), "--checkpoint", trained_ckpt])
     cols = t.output.splitlines()[3].split("\t")
     assert cols[0] == "4" and cols[1] == "25" and cols[-1] == "wherefore art thou Romeo?"
-    assert float(cols[3]) == row["nats_per_char"]
+    assert float(cols[3]) == row["nats_per_prediction"]
 
 
 def test_per_line_ranking_pipeline(trained_ckpt, tmp_path):
     # The README's pipeline: the line least like the training text comes first.
     f = tmp_path / "mixed.txt"
     f.write_text("O Romeo, Romeo\n?,T.B?,wU.?E\nJULIET.\n")
-    r = subprocess.run(["bash", "-c", f'cat {f} | "{CHARRNN}" eval --tsv - --checkpoint {trained_ckpt} '
+    r = subprocess.run(["bash", "-c", f'cat {f} | "{CHARRNN}" eval --tsv --reset-per-line - --checkpoint {trained_ckpt} '
                                       "| sort -t$'\\t' -k4,4gr | head -n 1 | cut -f7"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

@@ -224,3 +224,23 @@ def test_bucketing_keeps_padding_small():
     # Without sorting, the same batches would pad far more: the measure can tell them apart.
     unsorted = [list(range(i, min(i + 64, len(data)))) for i in range(0, len(data), 64)]
     assert padding_share(data, unsorted)["all"] > 0.3
+
+
+def test_translate_file_argument_and_bad_utf8_line(trained, tmp_path):
+    ck = os.path.join(trained, "best.npz")
+    path = tmp_path / "in.txt"
+    path.write_bytes(b"ab\n\xff\xfe\nabc")  # no newline at the end: the last line still counts
+    r = CliRunner().invoke(main, ["translate", str(path), "--checkpoint", ck])
+    assert r.exit_code == 1 and r.stdout == "ba\n\ncba\n"
+    assert "line 2: not valid UTF-8: byte 0xff at offset 0" in r.stderr
+    r = CliRunner().invoke(main, ["translate", str(tmp_path), "--checkpoint", ck])
+    assert r.exit_code == 1 and "is a directory" in r.stderr
+    r = CliRunner().invoke(main, ["translate", str(tmp_path / "nope.txt"), "--checkpoint", ck])
+    assert r.exit_code == 1 and "file not found" in r.stderr
+
+
+def test_train_pairs_cli_usage_errors(pairs_file, tiny_corpus, tmp_path):
+    r = CliRunner().invoke(main, ["train", tiny_corpus, "--pairs", pairs_file, "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "give a CORPUS or --pairs, not both" in r.stderr
+    r = CliRunner().invoke(main, ["train", "--pairs", pairs_file, "--out", str(tmp_path / "o"), "--dropout", "0.2"])
+    assert r.exit_code == 1 and "does not use dropout" in r.stderr

@@ -39,7 +39,7 @@ def test_loss_goes_down(tmp_path):
 
 
 def test_hello_example(tmp_path):
-    """The seed text's worked example: after 'h', 'he', 'hel', 'hell' come 'e', 'l', 'l', 'o'."""
+    """The textbook "hello" example: after 'h', 'he', 'hel', 'hell' come 'e', 'l', 'l', 'o'."""
     config = resolve(os.path.join(CONFIGS, "hello.yaml"))
     result = train(config, os.path.join(DATA, "hello.txt"), out=str(tmp_path / "hello"))
     checkpoint = ckpt.load(result.latest)

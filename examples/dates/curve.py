@@ -14,7 +14,12 @@ import argparse
 import os
 import signal
 
-from charrnn.config import resolve
+# One BLAS thread, as `charrnn train --pairs` does: the products are small, and on a shared
+# machine threads cost several times the work. Before numpy is imported, to take effect.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+from charrnn.config import resolve  # noqa: E402 (after the thread setting)
 from charrnn.pairs import Batcher, Encoded, padding_share, read_pairs, split_validation, vocabularies
 from charrnn.seq2seq_training import train_pairs
 from charrnn.training import Interrupted
