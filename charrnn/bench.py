@@ -83,14 +83,11 @@ def train_speed(config, V: int = 84, seconds: float = 5.0, warmup: int = 3, step
 def sample_speed(config, V: int = 84, streams: int = 1, chars: int = 2000) -> float:
     """Generated characters per second, in total over `streams` samples drawn together,
     through the same generator `charrnn sample --num-samples` uses (no output written)."""
-    from .checkpoint import Checkpoint
     from .sampling import Generation
     from .vocab import Vocab
 
-    model = _model(config, V)
-    checkpoint = Checkpoint(model.params, Vocab(np.arange(32, 32 + V)), {"config": config.to_dict()})
     steps = max(50, chars // streams)
-    gen = Generation(checkpoint, streams, steps, 0.8, "", 0, None)
+    gen = Generation(_model(config, V), Vocab(np.arange(32, 32 + V)), streams, steps, 0.8, "", 0, None)
     start = time.perf_counter()
     for _ in gen.steps():
         pass

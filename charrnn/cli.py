@@ -586,7 +586,7 @@ def gradflow(file, checkpoint, steps, windows, as_json, plot_path, compare_activ
     elif compare_inits:
         flows = gf.compare_inits(text, hidden_size, steps, windows)
     else:
-        flows = [gf.flow_of_checkpoint(load_checkpoint(checkpoint, task="lm"), text, steps, windows)]
+        flows = [gf.flow_of(load_checkpoint(checkpoint, task="lm"), text, steps, windows)]
     if plot_path:
         gf.plot(flows, plot_path, f"gradient flow on {os.path.basename(file) if file != '-' else 'stdin'}")
     click.echo(json.dumps({"flows": [f.to_dict() for f in flows]}) if as_json else gf.format_table(flows))
@@ -665,7 +665,7 @@ def inspect_(file, checkpoint, encoding, colour, **flags):
     """
     from .surprise import LEGEND, char_scores, tinted
 
-    ck = load_checkpoint(checkpoint)
+    ck = load_checkpoint(checkpoint, task="lm")
     text = read_for(ck, file, encoding, flags["bytes"])
     if len(text) < 2:
         raise CharRNNError(f"need at least 2 characters to score, got {len(text)}")

@@ -192,14 +192,12 @@ def _sigmoid(a):
 _CELLS = {"Elman": _elman, "GRU": _gru, "LSTM": _lstm}
 
 
-def flow_of_checkpoint(checkpoint, text: str, steps: int = 50, windows: int = 256) -> Flow:
-    """gradient_flow of a checkpoint (a Checkpoint or a path) on a text."""
-    from .checkpoint import as_checkpoint
+def flow_of(source, text: str, steps: int = 50, windows: int = 256) -> Flow:
+    """gradient_flow on a text of a checkpoint (or its path), a (model, vocab) pair or a training Result."""
+    from .checkpoint import model_and_vocab
 
-    checkpoint = as_checkpoint(checkpoint)
-    checkpoint.vocab.require(text)
-    model = checkpoint.model()
-    flow = gradient_flow(model, checkpoint.vocab.encode(text), steps, windows)
+    model, vocab = model_and_vocab(source, "gradflow")
+    flow = gradient_flow(model, vocab.encode(text), steps, windows)
     flow.label = flow.activation  # tanh, relu or sigmoid for Elman; gru or lstm
     return flow
 

@@ -73,10 +73,14 @@ class Progress:
         if kind == "info":
             self.message(event["message"])
         elif kind == "start" and not self.quiet:
-            self.message(
-                f"{event['params']:,} parameters, vocabulary {event['vocab_size']}, "
-                f"{event['train_chars']:,} training and {event['val_chars']:,} validation characters"
-            )
+            if "train_pairs" in event:  # an encoder-decoder (train --pairs)
+                self.message(f"{event['params']:,} parameters; {event['train_chars']:,} target characters to train on, "
+                             f"{event['val_chars']:,} to validate")
+            else:
+                self.message(
+                    f"{event['params']:,} parameters, vocabulary {event['vocab_size']}, "
+                    f"{event['train_chars']:,} training and {event['val_chars']:,} validation characters"
+                )
             from tqdm import tqdm
 
             self.limits.max_steps = event["max_steps"]

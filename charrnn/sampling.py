@@ -20,6 +20,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from . import decoding
+from .checkpoint import model_and_vocab
 from .errors import CharRNNError
 from .model import map_state
 
@@ -62,7 +63,7 @@ class BeamText:
         return asdict(self)
 
 
-def sample(checkpoint, length: int = 1000, temperature: float = 0.8, prime: str = "",
+def sample(source, length: int = 1000, temperature: float = 0.8, prime: str = "",
            seed: Optional[int] = None, top_k: Optional[int] = None,
            stop_at: Optional[str] = None, top_p: Optional[float] = None,
            repetition_penalty: float = 1.0) -> Iterator[str]:
@@ -73,9 +74,10 @@ def sample(checkpoint, length: int = 1000, temperature: float = 0.8, prime: str 
     the most likely whose probabilities sum to at least p, and repetition_penalty R >= 1
     divides the probability of continuing an earlier string by R (decoding.py has the
     order). stop_at ends the sample after the first occurrence of that string in the generated
-    text. The same seed gives the same text.
+    text. The same seed gives the same text. `source` is a checkpoint (or its path), a
+    (model, vocab) pair or a training Result.
     """
-    gen = Generation(checkpoint, 1, length, temperature, prime, seed, top_k, stop_at,
+    gen = Generation(*model_and_vocab(source, "sample"), 1, length, temperature, prime, seed, top_k, stop_at,
                      top_p=top_p, repetition_penalty=repetition_penalty)
     if prime:
         yield prime
@@ -86,19 +88,20 @@ def sample(checkpoint, length: int = 1000, temperature: float = 0.8, prime: str 
         yield chars[ids[0]]
 
 
-def samples(checkpoint, num_samples: int = 1, length: int = 1000, temperature: float = 0.8,
+def samples(source, num_samples: int = 1, length: int = 1000, temperature: float = 0.8,
             prime: str = "", seed: Optional[int] = None, top_k: Optional[int] = None,
             stop_at: Optional[str] = None, logprobs: bool = True, top_p: Optional[float] = None,
             repetition_penalty: float = 1.0) -> list:
     """Draw `num_samples` samples in one batch; sample i uses seed + i. Returns [Sample]."""
-    gen = Generation(checkpoint, num_samples, length, temperature, prime, seed, top_k, stop_at, logprobs,
+    gen = Generation(*model_and_vocab(source, "sample"), num_samples, length, temperature, prime, seed, top_k,
+                     stop_at, logprobs,
                      top_p, repetition_penalty)
     for _ in gen.steps():
         pass
     return gen.results()
 
 
-def stream(checkpoint, num_samples: int = 1, length: int = 1000, temperature: float = 0.8,
+def stream(source, num_samples: int = 1, length: int = 1000, temperature: float = 0.8,
            prime: str = "", seed: Optional[int] = None, top_k: Optional[int] = None,
            stop_at: Optional[str] = None, separator: str = "\n\n", top_p: Optional[float] = None,
            repetition_penalty: float = 1.0) -> Iterator[str]:
@@ -107,8 +110,8 @@ def stream(checkpoint, num_samples: int = 1, length: int = 1000, temperature: fl
     All samples are generated together; the first is written character by character,
     the rest once the batch is done, each preceded by the separator.
     """
-    gen = Generation(checkpoint, num_samples, length, temperature, prime, seed, top_k, stop_at,
-                     top_p=top_p, repetition_penalty=repetition_penalty)
+    gen = Generation(*model_and_vocab(source, "sample"), num_samples, length, temperature, prime, seed, top_k,
+                     stop_at, top_p=top_p, repetition_penalty=repetition_penalty)
     if prime:
         yield prime
     chars = gen.vocab.chars
@@ -120,15 +123,10 @@ def stream(checkpoint, num_samples: int = 1, length: int = 1000, temperature: fl
 
 
 class Generation:
-    """The state of N streams being generated together."""
+    """The state of N streams of a model over a vocabulary being generated together."""
 
-    def __init__(self, checkpoint, num_samples, length, temperature, prime, seed, top_k,
+    def __init__(self, model, vocab, num_samples, length, temperature, prime, seed, top_k,
                  stop_at=None, logprobs=False, top_p=None, repetition_penalty=1.0):
-        from .checkpoint import as_checkpoint
-
-        from .checkpoint import require_lm
-
-        checkpoint = require_lm(as_checkpoint(checkpoint), "sample")
         if num_samples < 1:
             raise CharRNNError(f"num-samples must be at least 1, got {num_samples}")
         if length < 0:
@@ -138,10 +136,10 @@ class Generation:
         if top_k is not None and top_k < 1:
             raise CharRNNError(f"top-k must be at least 1, got {top_k}")
         check_decoding(top_p, repetition_penalty)
-        self.vocab = vocab = checkpoint.vocab
+        self.vocab = vocab
         check_prime_and_stop(vocab, prime, stop_at)
         self.top_p, self.penalty = top_p, repetition_penalty
-        self.model = checkpoint.model()
+        self.model = model
         self.N, self.length, self.temperature, self.top_k = num_samples, length, temperature, top_k
         self.prime, self.want_logprobs = prime, logprobs
         self.seed = int.from_bytes(os.urandom(4), "little") if seed is None else int(seed)
@@ -262,7 +260,7 @@ def check_prime_and_stop(vocab, prime: str, stop_at: Optional[str]) -> None:
         raise CharRNNError(f"the stop string has characters the model never produces: {describe(unproducible)}")
 
 
-def likeliest(checkpoint, beam: int = 4, length: int = 1000, prime: str = "", stop_at: Optional[str] = None,
+def likeliest(source, beam: int = 4, length: int = 1000, prime: str = "", stop_at: Optional[str] = None,
          repetition_penalty: float = 1.0) -> list:
     """The `beam` likeliest continuations of the prime found by beam search, best first: [BeamText].
 
@@ -270,19 +268,15 @@ def likeliest(checkpoint, beam: int = 4, length: int = 1000, prime: str = "", st
     (decoding.beam_search); beam=1 is greedy decoding, the same text as temperature 0.
     Each result ends at `length` characters or after the stop string.
     """
-    from .checkpoint import as_checkpoint
-
-    checkpoint = as_checkpoint(checkpoint)
+    model, vocab = model_and_vocab(source, "sample")
     if beam < 1:
         raise CharRNNError(f"beam must be at least 1, got {beam}")
     if length < 0:
         raise CharRNNError(f"length must be 0 or more, got {length}")
     check_decoding(None, repetition_penalty)
-    vocab = checkpoint.vocab
     check_prime_and_stop(vocab, prime, stop_at)
-    gen = Generation(checkpoint, 1, length, 0.0, prime, 0, None)  # for its start: the prime run through
+    gen = Generation(model, vocab, 1, length, 0.0, prime, 0, None)  # for its start: the prime run through
     current, state = gen._start()
-    model = gen.model
 
     def step(state, ids):
         logits, new_state = model.step(ids, state)

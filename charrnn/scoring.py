@@ -46,13 +46,13 @@ def score_ids(model, ids: np.ndarray, streams: int = 1) -> Score:
     return Score(loss, loss / math.log(2), perplexity, count)
 
 
-def evaluate(checkpoint, text: str) -> Score:
-    """Score a text with a checkpoint (a Checkpoint or a path), as `charrnn eval` does."""
-    from .checkpoint import as_checkpoint
+def evaluate(source, text: str) -> Score:
+    """Score a text, as `charrnn eval` does, with a checkpoint (or its path), a (model, vocab)
+    pair or a training Result."""
+    from .checkpoint import model_and_vocab
 
-    checkpoint = as_checkpoint(checkpoint)
-    checkpoint.vocab.require(text)
-    return score_ids(checkpoint.model(), checkpoint.vocab.encode(text))
+    model, vocab = model_and_vocab(source, "eval")
+    return score_ids(model, vocab.encode(text))
 
 
 @dataclass
@@ -73,26 +73,25 @@ class LineScore:
                 "text": self.text}
 
 
-def score_lines(checkpoint, text: str, reset: bool = False) -> list:
+def score_lines(source, text: str, reset: bool = False) -> list:
     """Score every line of text: [LineScore], in order.
 
     Each line's characters and its newline are predicted from everything before: the
     preceding lines (as one stream, one forward pass over the whole text), or with
     reset=True from a zero state and a newline, as if the line were the whole text.
-    The first line always starts from a zero state and a newline.
+    The first line always starts from a zero state and a newline. `source` is a checkpoint
+    (or its path), a (model, vocab) pair or a training Result.
     """
     from .batching import check_known, length_batches, pad, split_lines
-    from .checkpoint import as_checkpoint
+    from .checkpoint import model_and_vocab
 
-    checkpoint = as_checkpoint(checkpoint)
-    vocab = checkpoint.vocab
+    model, vocab = model_and_vocab(source, "eval")
     if "\n" not in vocab:
         raise CharRNNError("per-line scores need a model that knows the newline character")
     lines = split_lines(text)
     if not lines:
         return []
     check_known(vocab, lines)
-    model = checkpoint.model()
     terminated = [True] * (len(lines) - 1) + [text.endswith("\n")]
     counts = np.array([len(s) + t for s, t in zip(lines, terminated)], dtype=np.int64)
     if not reset:

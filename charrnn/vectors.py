@@ -13,27 +13,30 @@ import numpy as np
 from .batching import TIME_CHUNK, check_known, length_batches, pad, split_lines, unknown_lines
 
 
-def encode(checkpoint, lines) -> np.ndarray:
+def encode(source, lines) -> np.ndarray:
     """Lines (a list of str, or one str split at newlines) -> (n, H) vectors, one per line.
 
     Characters outside the vocabulary raise CharRNNError naming the first such line.
     """
-    numbers, vectors = encode_lines(checkpoint, lines)
+    numbers, vectors = encode_lines(source, lines)
     return vectors
 
 
-def encode_lines(checkpoint, lines, skip_unknown: bool = False) -> tuple:
+def encode_lines(source, lines, skip_unknown: bool = False) -> tuple:
     """(line numbers, (n, H) vectors); skip_unknown drops lines with unknown characters.
 
-    Line numbers are 1-based and say which input line each row belongs to.
+    Line numbers are 1-based and say which input line each row belongs to. `source` is a
+    checkpoint (or its path; an encoder-decoder's encodes with its encoder), a (model, vocab)
+    pair or a training Result.
     """
-    from .checkpoint import as_checkpoint
+    from .checkpoint import Checkpoint, as_checkpoint, model_and_vocab
 
-    checkpoint = as_checkpoint(checkpoint)
+    if isinstance(source, str):
+        source = as_checkpoint(source)
     if isinstance(lines, str):
         lines = split_lines(lines)
-    seq2seq = checkpoint.task == "seq2seq"
-    vocab = checkpoint.src_vocab if seq2seq else checkpoint.vocab  # an encoder-decoder: its encoder's
+    seq2seq = isinstance(source, Checkpoint) and source.task == "seq2seq"
+    model, vocab = (source.model(), source.src_vocab) if seq2seq else model_and_vocab(source, "encode")
     if skip_unknown:
         bad = unknown_lines(vocab, lines)
         numbers = [i + 1 for i in range(len(lines)) if i not in bad]
@@ -41,7 +44,6 @@ def encode_lines(checkpoint, lines, skip_unknown: bool = False) -> tuple:
     else:
         check_known(vocab, lines)
         numbers = list(range(1, len(lines) + 1))
-    model = checkpoint.model()
     seqs = [vocab.encode(line).astype(np.intp) if line else np.zeros(0, np.intp) for line in lines]
     return numbers, (encoder_states if seq2seq else final_states)(model, seqs)
 

@@ -61,14 +61,12 @@ class Vocab:
         if missing:
             raise CharRNNError(f"{what} has characters the model never saw: {describe(missing)}")
 
-    def encode(self, text: str) -> np.ndarray:
-        """Text -> ids, in the smallest dtype; raises CharRNNError naming unknown characters."""
+    def encode(self, text: str, what: str = "the text") -> np.ndarray:
+        """Text -> ids, in the smallest dtype; characters it lacks are require()'s error."""
         cps = _codepoints(text)
         ids = np.searchsorted(self.codepoints, cps)
-        ids_clipped = np.minimum(ids, len(self) - 1)
-        bad = self.codepoints[ids_clipped] != cps
-        if bad.any():
-            raise CharRNNError(f"characters not in the model's vocabulary: {describe(self.missing(text))}")
+        if np.any(self.codepoints[np.minimum(ids, len(self) - 1)] != cps):
+            self.require(text, what)
         return ids.astype(id_dtype(len(self)))
 
     def id_map(self, new: "Vocab") -> np.ndarray:

@@ -360,3 +360,17 @@ def test_cli_serve_port_in_use(served_dir):
                              capture_output=True, text=True)
     assert res.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_an_encoder_decoder_is_refused_by_name(tmp_path):
+    from charrnn.config import Config
+    from charrnn.seq2seq_training import train_pairs
+
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("".join(f"{w}\t{w[::-1]}\n" for w in ["ab", "abc", "ca", "bca", "cab"] * 20))
+    train_pairs(Config(cell="lstm", hidden_size=8, batch_size=4, max_steps=4, eval_every=2, save_every=2,
+                       val_fraction=0.1), str(pairs), out=str(tmp_path / "run"))
+    with running_server(str(tmp_path / "run")) as server:
+        info = _info(server)
+        assert info["default"] is None and "needs a language model" in info["models"]["best"]["error"]
+        assert request(server, "POST", "/api/score", {"text": "abc"})[0] == 503

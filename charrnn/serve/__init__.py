@@ -30,7 +30,8 @@ def make_server(directory: str = "checkpoints", checkpoint: Optional[str] = None
         return Server((host, port), store, directory)
     except OSError as exc:
         store.stop()
-        hint = " (another server is there: pick another --port, or 0 for any free one)" if exc.errno == errno.EADDRINUSE else ""
+        in_use = exc.errno == errno.EADDRINUSE
+        hint = " (another server is there: pick another --port, or 0 for any free one)" if in_use else ""
         raise CharRNNError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
 
 

@@ -107,7 +107,7 @@ def model_text(checkpoint, text: str) -> str:
     """What a user typed, as the model's characters (a byte-level model's are UTF-8 bytes)."""
     from ..data import model_text as convert
 
-    return convert(text, getattr(checkpoint.config, "encoding", "utf-8"))
+    return convert(text, checkpoint.config.encoding)
 
 
 def known_text(vocab, text: str, what: str) -> None:
@@ -125,6 +125,7 @@ SAMPLE_FIELDS = ("prime", "length", "temperature", "top_k", "top_p", "repetition
 
 def sample_request(store, body: dict) -> dict:
     """Validate a /api/sample body and set up its generation: the arguments of generate()."""
+    from ..checkpoint import model_and_vocab
     from ..sampling import Generation
 
     f = Fields(body, SAMPLE_FIELDS)
@@ -136,12 +137,13 @@ def sample_request(store, body: dict) -> dict:
     top_p = f.number("top_p", 1.0, 0.0, 1.0) if "top_p" in body else None
     penalty = f.number("repetition_penalty", 1.0, 1.0, 100.0)
     if 0 < rate < 1:  # a pace slower than that would hold a thread for hours
-        raise ApiError(422, f"rate must be 0 (as fast as drawn) or from 1 to {MAX_RATE:,} characters per second, got {rate:g}")
+        raise ApiError(422, f"rate must be 0 (as fast as drawn) or from 1 to {MAX_RATE:,} characters per second, "
+                            f"got {rate:g}")
     known_text(checkpoint.vocab, prime, "the prime")
     if stop_at:
         known_text(checkpoint.vocab, stop_at, "stop_at")
     try:
-        gen = Generation(checkpoint, 1, length, temperature, prime, seed, top_k, stop_at=stop_at, logprobs=True,
+        gen = Generation(*model_and_vocab(checkpoint, "sample"), 1, length, temperature, prime, seed, top_k, stop_at=stop_at, logprobs=True,
                          top_p=top_p, repetition_penalty=penalty)
     except CharRNNError as exc:
         raise ApiError(422, str(exc)) from None

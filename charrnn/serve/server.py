@@ -104,6 +104,7 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch("POST")
 
     def _dispatch(self, method: str) -> None:
+        self._streaming = False
         try:
             if not self._host_ok():
                 raise api.ApiError(403, "this server answers only to its own address (Host or Origin header refused)")
@@ -120,7 +121,10 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         except Exception:  # noqa: BLE001  a bug must not take the server down or leak a traceback
             traceback.print_exc(file=sys.stderr)
-            self._send_json({"error": "internal error (see the server's log)", "status": 500}, 500)
+            if self._streaming:  # too late for a status: end the stream by closing it
+                self.close_connection = True
+            else:
+                self._send_json({"error": "internal error (see the server's log)", "status": 500}, 500)
 
     def _host_ok(self) -> bool:
         ok = self.server.allowed_hosts
@@ -250,6 +254,7 @@ class Handler(BaseHTTPRequestHandler):
         for k, v in SECURITY_HEADERS.items():
             self.send_header(k, v)
         self.end_headers()
+        self._streaming = True
         try:
             for event in events:
                 line = (to_json(event) + "\n").encode("utf-8")
