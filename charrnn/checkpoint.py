@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -102,12 +102,13 @@ def save(path: str, params: dict, vocab, meta: dict, optim: Optional[dict] = Non
     directory = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + os.path.basename(path) + ".", dir=directory)
+        tmp = os.path.join(directory, f"{TMP_PREFIX}{os.path.basename(path)}.{secrets.token_hex(4)}")
+        # Mode 0666 less the umask, as for any file a program writes: a checkpoint is an ordinary
+        # file for whoever may read the directory (mkstemp's would be 0600).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
         raise CheckpointWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
-        # mkstemp makes the file 0600; a checkpoint is an ordinary file for whoever may read the directory.
-        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)
             fh.flush()
@@ -123,12 +124,6 @@ def save(path: str, params: dict, vocab, meta: dict, optim: Optional[dict] = Non
             raise CheckpointWriteError(f"cannot write {path}: {exc.strerror or exc}; the previous file is kept") from None
         raise
     _fsync_dir(directory)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _fsync_dir(directory: str) -> None:

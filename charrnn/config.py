@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import functools
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
@@ -151,18 +153,28 @@ def check_encoding(encoding: str) -> str:
     return encoding
 
 
+@functools.lru_cache(maxsize=None)
+def _field_types() -> dict:
+    """name -> (plain type, whether None is allowed) of every Config field, from its annotation."""
+    types = {}
+    for name, hint in typing.get_type_hints(Config).items():
+        args = typing.get_args(hint)  # Optional[int] is Union[int, None]
+        types[name] = (next(a for a in args if a is not type(None)) if args else hint, type(None) in args)
+    return types
+
+
 def field_type(f: dataclasses.Field) -> type:
     """The plain Python type of a field (int, float or str), Optional stripped."""
-    text = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    for t in (int, float, str):
-        if t.__name__ in text:
-            return t
-    raise TypeError(f"unsupported config field type {text}")
+    return _field_types()[f.name][0]
+
+
+def _optional(f: dataclasses.Field) -> bool:
+    return _field_types()[f.name][1]
 
 
 def _check_type(f: dataclasses.Field, value: Any) -> None:
     # Config(...) built in Python gets the same named error as a YAML file, not a TypeError.
-    if value is None and "Optional" in str(f.type):
+    if value is None and _optional(f):
         return
     t = field_type(f)
     allowed = (int, float) if t is float else t
@@ -171,9 +183,8 @@ def _check_type(f: dataclasses.Field, value: Any) -> None:
 
 
 def _coerce(name: str, f: dataclasses.Field, value: Any) -> Any:
-    optional = "Optional" in str(f.type)
     if value is None:
-        if optional:
+        if _optional(f):
             return None
         raise ConfigError(f"{name}: a value is required")
     t = field_type(f)

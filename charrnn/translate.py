@@ -40,7 +40,7 @@ class Translation:
 
 
 def require_seq2seq(checkpoint, command: str = "translate"):
-    if getattr(checkpoint, "task", "lm") != "seq2seq":
+    if checkpoint.task != "seq2seq":
         raise CharRNNError(f"{command} needs an encoder-decoder checkpoint (charrnn train --pairs); "
                            f"{checkpoint.path or 'this checkpoint'} is a language model (use charrnn sample)")
     return checkpoint

@@ -107,7 +107,7 @@ def model_text(checkpoint, text: str) -> str:
     """What a user typed, as the model's characters (a byte-level model's are UTF-8 bytes)."""
     from ..data import model_text as convert
 
-    return convert(text, getattr(checkpoint.config, "encoding", "utf-8"))
+    return convert(text, checkpoint.config.encoding)
 
 
 def known_text(vocab, text: str, what: str) -> None:
