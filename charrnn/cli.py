@@ -635,8 +635,10 @@ def hello(word, steps, seed, as_json):
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 opens the server to the network.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port; 0 picks a free one.")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="Also answer requests addressed to NAME (this machine's name on the network); repeatable.")
 @friendly_errors
-def serve(directory, checkpoint, host, port):
+def serve(directory, checkpoint, host, port, allow_hosts):
     """A local page and JSON API for the model in DIR [default: checkpoints]: generate, inspect, watch it train.
 
     Reloads DIR/best.npz and latest.npz when training replaces them. Runs until Ctrl-C.
@@ -647,7 +649,7 @@ def serve(directory, checkpoint, host, port):
 
     if directory is None:
         directory = os.path.dirname(checkpoint) or "." if checkpoint else DEFAULT_DIR
-    run(directory, checkpoint, host, port, echo=click.echo)
+    run(directory, checkpoint, host, port, echo=click.echo, allow_hosts=allow_hosts)
 
 
 @main.command("inspect")
