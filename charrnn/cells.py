@@ -102,6 +102,7 @@ class _HiddenState:
 class Elman(_HiddenState):
     """One Elman layer. `embed=True` takes ids and gathers rows of W_xh (the one-hot product)."""
 
+    kind = "elman"  # reference.RECURRENCES[kind] is its recurrence in plain float64
     param_names = ("W_xh", "W_hh", "b_h")
 
     def __init__(self, n_in: int, hidden: int, activation: str = "tanh", embed: bool = False, suffix: str = ""):
@@ -302,6 +303,7 @@ class _Gated:
 class LSTM(_Gated):
     """One LSTM layer; its state is the pair (h, c), each (B, H). Gate order i, f, o, g."""
 
+    kind = "lstm"
     n_gates = 4
 
     def init(self, rng: np.random.Generator, dtype) -> dict:
@@ -404,6 +406,7 @@ class LSTM(_Gated):
 class GRU(_HiddenState, _Gated):
     """One GRU layer; its state is h, (B, H). Gate order r, z, n; b_hn sits inside r * (...)."""
 
+    kind = "gru"
     n_gates = 3
     param_names = ("W_x", "W_h", "b", "b_hn")
 
