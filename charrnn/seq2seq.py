@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cells import CELL_CLASSES, Elman
+from .cells import CELL_CLASSES
 from .model import softmax_cross_entropy
 
 START, END = "\x02", "\x03"  # start-of-text and end-of-text: the decoder's markers in the target vocabulary
@@ -37,10 +37,7 @@ def _stack(cell: str, n_in: int, H: int, layers: int, activation: str) -> list:
     for l in range(layers):
         suffix = f".{l}" if l else ""
         d = n_in if l == 0 else H
-        if cell == "elman":
-            out.append(Elman(d, H, activation, embed=(l == 0), suffix=suffix))
-        else:
-            out.append(CELL_CLASSES[cell](d, H, embed=(l == 0), suffix=suffix))
+        out.append(CELL_CLASSES[cell](d, H, activation=activation, embed=(l == 0), suffix=suffix))
     return out
 
 

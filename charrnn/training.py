@@ -159,11 +159,11 @@ class Run:
         else:
             self.model = Model.from_config(config, len(self.vocab)).init(config.seed)
         # Dropout's masks come from their own generator, so changing dropout leaves the
-        # initialisation alone; its state is model.rng.bit_generator.state.
-        self.model.rng = np.random.default_rng([config.seed, 1])
+        # initialisation alone; update() passes it to the model's training forward.
+        self.dropout_rng = np.random.default_rng([config.seed, 1])
         self.opt = optim.from_config(config, self.model.params)
         # Every generator the loop draws from is in the state, to be saved and restored.
-        self.state = RunState(hidden=self.model.zero_state(config.batch_size), rngs={"dropout": self.model.rng})
+        self.state = RunState(hidden=self.model.zero_state(config.batch_size), rngs={"dropout": self.dropout_rng})
         if self.saved is not None:
             self.state.restore(self.saved, config, self.model, self.opt, streams.chunks_per_epoch)
             self.state.best_val = _best_seen(self.best, self.state.best_val)
@@ -211,7 +211,7 @@ class Run:
         if run.chunk == streams.chunks_per_epoch:  # a new epoch starts from the streams' beginning
             run.chunk, run.hidden = 0, model.zero_state(config.batch_size)
         x, y = streams.chunk(run.chunk)
-        loss, new_state = model.forward(x, y, run.hidden, train=True, advance=streams.S)
+        loss, new_state = model.forward(x, y, run.hidden, train=True, advance=streams.S, rng=self.dropout_rng)
         grads = model.backward()
         norm, clipped = optim.clip(grads, config.clip, config.clip_mode)
         if not (math.isfinite(loss) and math.isfinite(norm)):

@@ -89,7 +89,7 @@ def test_translate_json_beam_and_temp(trained):
     d = json.loads(r.stdout)
     assert r.exit_code == 0 and d["output"] == "bac" and d["logprob"] < 0 and d["finished"]
     greedy = list(translate_lines(ck, ["cab"]))[0]
-    assert greedy.logprob <= d["logprob"] + 1e-9  # beam finds no worse an output than greedy
+    assert greedy.logprob <= d["logprob"] + 1e-5  # beam finds no worse an output (the JSON rounds to 5 decimals)
     hot = [t.output for t in translate_lines(ck, ["abca"] * 20, temperature=5.0, seed=1)]
     assert len(set(hot)) > 1  # a high temperature draws varied outputs
     same = [t.output for t in translate_lines(ck, ["abca"] * 20, temperature=5.0, seed=1)]
