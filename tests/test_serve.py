@@ -389,3 +389,41 @@ def test_activations_of_any_layer_and_an_lstm_cell_state(tmp_path, tiny_corpus):
         expected = hidden_states(c.model(), c.vocab, TEXT, layer=0, cell=True)[:, 2]
         np.testing.assert_allclose(a["values"][0], expected, atol=1e-3)
         assert request(server, "POST", "/api/activations", {"text": TEXT})[1]["layer"] == 1  # the top by default
+
+
+def test_allowed_hosts_rule():
+    from charrnn.serve.server import allowed_hosts
+
+    loopback = allowed_hosts("127.0.0.1", 8000)
+    assert all(map(loopback, ["127.0.0.1:8000", "localhost:8000", "[::1]:8000"]))
+    assert not any(map(loopback, ["10.0.0.5:8000", "example.com:8000", "127.0.0.1:8001", "127.0.0.1", ""]))
+    everywhere = allowed_hosts("0.0.0.0", 8000, ["box.lan"])
+    assert all(map(everywhere, ["10.0.0.5:8000", "[fe80::1]:8000", "box.lan:8000", "BOX.LAN:8000"]))
+    assert not any(map(everywhere, ["evil.example:8000", "10.0.0.5:80", "box.lan"]))
+    assert allowed_hosts("127.0.0.1", 80)("localhost")  # the default port may be left out
+
+
+def test_allow_host_names_a_host_the_user_vouches_for(served_dir):
+    with running_server(served_dir, allow_hosts=["box.lan"]) as server:
+        assert request(server, "GET", "/api/info", headers={"Host": f"box.lan:{port_of(server)}"})[0] == 200
+        assert request(server, "GET", "/api/info", headers={"Host": f"other.lan:{port_of(server)}"})[0] == 403
+
+
+def test_serve_finds_the_model_the_readme_names(tmp_path, monkeypatch):
+    from charrnn.cli import DEFAULT_DIR, MAKE_TRAIN_DIR, serve_source
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    makefile = open(os.path.join(repo, "Makefile")).read()
+    assert f"MODEL_DIR := {MAKE_TRAIN_DIR}\n" in makefile  # where `make train` puts its model
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHARRNN_CHECKPOINT", raising=False)
+    assert serve_source(None, None) == (DEFAULT_DIR, None)
+    os.makedirs(MAKE_TRAIN_DIR)
+    assert serve_source(None, None) == (MAKE_TRAIN_DIR, None)  # a fresh clone after make train
+    os.makedirs(DEFAULT_DIR)
+    assert serve_source(None, None) == (DEFAULT_DIR, None)  # your own runs come first
+    monkeypatch.setenv("CHARRNN_CHECKPOINT", "runs/a/best.npz")
+    assert serve_source(None, None) == ("runs/a", None)
+    monkeypatch.setenv("CHARRNN_CHECKPOINT", "runs/a/step-100.npz")
+    assert serve_source(None, None) == ("runs/a", "runs/a/step-100.npz")
+    assert serve_source("other", None) == ("other", None) and serve_source(None, "x/y.npz") == ("x", "x/y.npz")
