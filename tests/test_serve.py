@@ -149,6 +149,8 @@ BAD_REQUESTS = [
     ("POST", "/api/score", {"text": "ROMEO", "top": 11}, 422, "top must be in [1, 10]"),
     ("POST", "/api/activations", {"text": "ROMEO", "units": [10_000]}, 422, "unit 10000 does not exist"),
     ("POST", "/api/activations", {"text": "ROMEO", "units": "all"}, 422, "units must be a list of integers"),
+    ("POST", "/api/activations", {"text": "ROMEO", "layer": 1}, 422, "layer must be in [0, 0], got 1"),
+    ("POST", "/api/activations", {"text": "ROMEO", "state": "c"}, 422, "state 'c' is an LSTM's cell state"),
     ("POST", "/api/activations", {"text": "ROMEO", "units": list(range(65))}, 413, "over the limit of 64"),
     ("POST", "/api/score", b"x" * (api.MAX_BODY + 1), 413, f"over the limit of {api.MAX_BODY}"),
     ("GET", "/api/metrics?since=-3", None, 422, "since must be a row number"),
@@ -374,3 +376,16 @@ def test_an_encoder_decoder_is_refused_by_name(tmp_path):
         info = _info(server)
         assert info["default"] is None and "needs a language model" in info["models"]["best"]["error"]
         assert request(server, "POST", "/api/score", {"text": "abc"})[0] == 503
+
+
+def test_activations_of_any_layer_and_an_lstm_cell_state(tmp_path, tiny_corpus):
+    from conftest import tiny_config
+
+    charrnn.train(tiny_config(cell="lstm", layers=2, max_steps=20), tiny_corpus, out=str(tmp_path / "run"))
+    c = ckpt.load(str(tmp_path / "run" / "best.npz"))
+    with running_server(str(tmp_path / "run")) as server:
+        status, a, _ = request(server, "POST", "/api/activations", {"text": TEXT, "layer": 0, "state": "c", "units": [2]})
+        assert status == 200 and a["layer"] == 0 and a["state"] == "c"
+        expected = hidden_states(c.model(), c.vocab, TEXT, layer=0, cell=True)[:, 2]
+        np.testing.assert_allclose(a["values"][0], expected, atol=1e-3)
+        assert request(server, "POST", "/api/activations", {"text": TEXT})[1]["layer"] == 1  # the top by default
