@@ -182,8 +182,9 @@ def config_options(fn):
         choices = f.metadata.get("choices")
         ftype = click.Choice(choices) if choices else field_type(f)
         flag = "--" + f.name.replace("_", "-")
+        many = ftype is list  # a list key is a repeatable flag: --val a.txt --val b.txt
         env = {"envvar": "CHARRNN_THREADS"} if f.name == "threads" else {}  # one variable for every command
-        fn = click.option(flag, f.name, type=ftype, default=None,
+        fn = click.option(flag, f.name, type=str if many else ftype, default=None, multiple=many,
                           help=f"{f.metadata['help']} [default: {f.default}]", **env)(fn)
     return fn
 
@@ -603,25 +604,34 @@ def bench_cells(config, cells, vocab_size, seconds, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, {\"flows\": [...]}, instead of the table.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw the curves into this PNG (needs matplotlib).")
 @click.option("--compare-activations", is_flag=True, help="Train small tanh, relu and sigmoid models on FILE and compare them.")
+@click.option("--compare-inits", is_flag=True,
+              help="Compare untrained models initialised uniform (the default), N(0,1) and orthogonal on FILE.")
 @click.option("--seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="With --compare-activations: training time per model.")
-@click.option("--hidden-size", type=click.IntRange(min=1), default=64, show_default=True, help="With --compare-activations: H of each model.")
+@click.option("--hidden-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="With --compare-activations or --compare-inits: H of each model.")
 @threads_option
 @friendly_errors
-def gradflow(file, checkpoint, steps, windows, as_json, plot_path, compare_activations, seconds, hidden_size):
+def gradflow(file, checkpoint, steps, windows, as_json, plot_path, compare_activations, compare_inits, seconds,
+             hidden_size):
     """How far back in time the gradient of one step's loss reaches, on FILE (- for stdin).
 
     Prints the mean over windows of ||d loss_T / d h_(T-k)|| for k = 1..K, for a checkpoint's
-    model, or with --compare-activations for three small models trained here.
+    model, or with --compare-activations for three small models trained here, or with
+    --compare-inits for three untrained models that differ only in their initial weights.
     """
     from . import gradflow as gf
     from .data import read_text
 
+    if compare_activations and compare_inits:
+        raise click.UsageError("--compare-activations and --compare-inits are two different pictures; give one")
     if plot_path:
         gf.require_matplotlib()  # fail before any work, not after it
     text = read_text(file)
     if compare_activations:
         flows = gf.compare_activations(text, seconds, hidden_size, steps, windows,
                                        progress=lambda msg: click.echo(msg, err=True))
+    elif compare_inits:
+        flows = gf.compare_inits(text, hidden_size, steps, windows)
     else:
         flows = [gf.flow_of(load_checkpoint(checkpoint, task="lm"), text, steps, windows)]
     if plot_path:
@@ -673,9 +683,11 @@ def hello(word, steps, seed, as_json):
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 opens the server to the network.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port; 0 picks a free one.")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="Also answer requests addressed to NAME (this machine's name on the network); repeatable.")
 @threads_option
 @friendly_errors
-def serve(directory, checkpoint, host, port):
+def serve(directory, checkpoint, host, port, allow_hosts):
     """A local page and JSON API for the model in DIR [default: checkpoints]: generate, inspect, watch it train.
 
     Reloads DIR/best.npz and latest.npz when training replaces them. Runs until Ctrl-C.
@@ -684,7 +696,7 @@ def serve(directory, checkpoint, host, port):
 
     if directory is None:
         directory = os.path.dirname(checkpoint) or "." if checkpoint else DEFAULT_DIR
-    run(directory, checkpoint, host, port, echo=click.echo)
+    run(directory, checkpoint, host, port, echo=click.echo, allow_hosts=allow_hosts)
 
 
 @main.command("inspect")

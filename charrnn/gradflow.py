@@ -242,6 +242,40 @@ def compare_activations(text: str, seconds: float = 5.0, hidden_size: int = 64, 
     return flows
 
 
+INIT_COLORS = {"uniform": "tab:blue", "normal": "tab:red", "orthogonal": "tab:green"}
+INITS = (("uniform", 1.0, "uniform (default)"), ("normal", 1.0, "normal N(0,1)"), ("orthogonal", 1.0, "orthogonal"))
+
+
+def compare_inits(text: str, hidden_size: int = 64, steps: int = 50, windows: int = 256, seed: int = 0,
+                  activation: str = "tanh") -> list:
+    """The gradient flow of three untrained Elman models on `text` that differ only in their
+    initial weights: the default U(-1/sqrt(H), 1/sqrt(H)), N(0, 1) and orthogonal.
+
+    N(0, 1) makes W_hh's spectral radius about sqrt(H): each step back multiplies the
+    gradient by far more than 1 wherever tanh is not saturated, and it explodes. The
+    default's radius is about 1/sqrt(3) (the gradient decays); an orthogonal W_hh has
+    every singular value 1 (it decays only by tanh's slope).
+    """
+    from .config import Config
+    from .initialization import initial_model
+    from .vocab import Vocab
+
+    vocab = Vocab.from_text(text)
+    ids = vocab.encode(text)
+    flows = []
+    for scheme, scale, label in INITS:
+        config = Config(hidden_size=hidden_size, activation=activation, init=scheme, init_scale=scale, seed=seed,
+                        dtype="float64")  # float64: N(0, 1)'s gradients overflow float32 a few dozen steps back
+        model = initial_model(config, len(vocab))
+        with np.errstate(over="ignore", invalid="ignore"):
+            flow = gradient_flow(model, ids, steps, windows)
+        flow.label = label
+        radius = float(np.max(np.abs(np.linalg.eigvals(model.params["W_hh"]))))
+        flow.extra = {"init": scheme, "init_scale": scale, "spectral_radius": round(radius, 4)}
+        flows.append(flow)
+    return flows
+
+
 def format_table(flows: list) -> str:
     """k and one column of mean norms per flow, then each flow's factor per step."""
     labels = [f.label or f.activation for f in flows]
@@ -253,7 +287,9 @@ def format_table(flows: list) -> str:
     lines.append(f"{'per step':>8}" + "".join(f"{f.factor_per_step:>{w}.3f}" for f in flows))
     for f in flows:
         e = f.extra
-        if e:
+        if "spectral_radius" in e:
+            lines.append(f"{f.label}: spectral radius of W_hh {e['spectral_radius']:.3f}")
+        if e.get("updates") is not None:
             val = f", val loss {e['val_loss']:.3f}" if e.get("val_loss") is not None else ""
             lines.append(f"{f.label}: {e['updates']} updates in {e['seconds']:g} s, "
                          f"train loss {e['train_loss']:.3f}{val}")
@@ -277,7 +313,8 @@ def plot(flows: list, path: str, title: str = "") -> None:
         y = np.asarray(f.mean_norm, dtype=float)
         y[~(y > 0)] = np.nan  # a zero or non-finite norm has no place on a log axis
         dashed = "initialised" in f.label
-        ax.semilogy(k, y, "--" if dashed else "-", color=colors.get(f.activation), label=f.label or f.activation,
+        color = INIT_COLORS.get(f.extra.get("init"), colors.get(f.activation))
+        ax.semilogy(k, y, "--" if dashed else "-", color=color, label=f.label or f.activation,
                     linewidth=1.2 if dashed else 2.0)
     ax.set_xlabel("k (steps back in time)")
     ax.set_ylabel("mean ||d loss_T / d h_(T-k)||")

@@ -101,6 +101,9 @@ class Progress:
                 post["exact"] = f"{self.val_exact:.1%}"
             self.bar.set_postfix(post, refresh=False)
             self.bar.update(int(self.limits.fraction(*self.where) * BAR_UNITS) - self.bar.n)
+        elif kind == "sample":
+            # Above the bar on a terminal; in a log, between the validation lines.
+            self.message(f"--- sample at step {event['step']} ---\n{event['text'].rstrip()}")
         elif kind == "eval":
             self.val_loss = event["val_loss"]
             self.val_exact = event.get("val_exact_match")

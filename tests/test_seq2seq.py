@@ -251,3 +251,22 @@ def test_inspect_refuses_an_encoder_decoder(trained, tmp_path):
     path.write_text("abcabc", encoding="utf-8")
     r = CliRunner().invoke(main, ["inspect", str(path), "--checkpoint", os.path.join(trained, "best.npz")])
     assert r.exit_code == 1 and "is an encoder-decoder" in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda a: a.pop("src_vocab"), "missing array 'src_vocab'"),
+    (lambda a: a.__setitem__("param/enc.W_h", a["param/enc.W_h"][:, :-1]), "parameter 'enc.W_h' has shape"),
+    (lambda a: a.__setitem__("param/dec.b_y", a["param/dec.b_y"] * np.nan), "holds NaN or infinite values"),
+    (lambda a: a.pop("param/dec.W_hy"), "missing parameter 'dec.W_hy'"),
+    (lambda a: a.__setitem__("vocab", np.array([97, 98, 99], np.int32)), "lacks the START/END markers"),
+    (lambda a: a.__setitem__("extra", np.zeros(2)), "unexpected array 'extra'"),
+])
+def test_damaged_seq2seq_checkpoint_is_one_clear_error(trained, tmp_path, damage, message):
+    with np.load(os.path.join(trained, "latest.npz")) as z:
+        arrays = {k: z[k] for k in z.files}
+    damage(arrays)
+    path = str(tmp_path / "bad.npz")
+    np.savez(path, **arrays)
+    with pytest.raises(ckpt.CheckpointError, match="is not a valid charrnn checkpoint") as info:
+        ckpt.load(path)
+    assert message in str(info.value)

@@ -389,3 +389,21 @@ def test_activations_of_any_layer_and_an_lstm_cell_state(tmp_path, tiny_corpus):
         expected = hidden_states(c.model(), c.vocab, TEXT, layer=0, cell=True)[:, 2]
         np.testing.assert_allclose(a["values"][0], expected, atol=1e-3)
         assert request(server, "POST", "/api/activations", {"text": TEXT})[1]["layer"] == 1  # the top by default
+
+
+def test_allowed_hosts_rule():
+    from charrnn.serve.server import allowed_hosts
+
+    loopback = allowed_hosts("127.0.0.1", 8000)
+    assert all(map(loopback, ["127.0.0.1:8000", "localhost:8000", "[::1]:8000"]))
+    assert not any(map(loopback, ["10.0.0.5:8000", "example.com:8000", "127.0.0.1:8001", "127.0.0.1", ""]))
+    everywhere = allowed_hosts("0.0.0.0", 8000, ["box.lan"])
+    assert all(map(everywhere, ["10.0.0.5:8000", "[fe80::1]:8000", "box.lan:8000", "BOX.LAN:8000"]))
+    assert not any(map(everywhere, ["evil.example:8000", "10.0.0.5:80", "box.lan"]))
+    assert allowed_hosts("127.0.0.1", 80)("localhost")  # the default port may be left out
+
+
+def test_allow_host_names_a_host_the_user_vouches_for(served_dir):
+    with running_server(served_dir, allow_hosts=["box.lan"]) as server:
+        assert request(server, "GET", "/api/info", headers={"Host": f"box.lan:{port_of(server)}"})[0] == 200
+        assert request(server, "GET", "/api/info", headers={"Host": f"other.lan:{port_of(server)}"})[0] == 403

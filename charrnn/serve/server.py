@@ -42,14 +42,14 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True  # Ctrl-C does not wait for open connections
     request_queue_size = 128  # a burst of clients connecting at once is queued, not refused
 
-    def __init__(self, address, store, directory: str):
+    def __init__(self, address, store, directory: str, names=()):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6  # --host :: or ::1
         super().__init__(address, Handler)
         self.store, self.directory = store, directory
         self.static = {path: (resources.files(__package__).joinpath("static", name).read_bytes(), ctype)
                        for path, (name, ctype) in STATIC.items()}
-        self.allowed_hosts = allowed_hosts(address[0], self.server_address[1])
+        self.allowed_hosts = allowed_hosts(address[0], self.server_address[1], names)
         self.generating = 0  # samples being generated now (visible in /api/info)
         self.lock = threading.Lock()
 
@@ -59,15 +59,16 @@ class Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-def allowed_hosts(host: str, port: int):
+def allowed_hosts(host: str, port: int, extra=()):
     """A predicate on a Host header's value: this server's own address, by name or IP.
 
     Bound to a loopback address: 127.0.0.1, localhost or [::1], with the port. Bound to a
     specific address: that address too. Bound to all interfaces (0.0.0.0, ::): any IP
-    literal, since DNS rebinding needs a host name.
+    literal, since DNS rebinding needs a host name. `extra`: names the user vouches for
+    (--allow-host), such as the machine's own name on the network.
     """
     any_ip = host in ("0.0.0.0", "::", "")
-    names = {"localhost", "127.0.0.1", "[::1]", host.lower(), f"[{host.lower()}]"}
+    names = {"localhost", "127.0.0.1", "[::1]", host.lower(), f"[{host.lower()}]", *(n.lower() for n in extra)}
 
     def ok(value: str) -> bool:
         value = value.strip().lower()
