@@ -688,15 +688,34 @@ def hello(word, steps, seed, as_json):
 @threads_option
 @friendly_errors
 def serve(directory, checkpoint, host, port, allow_hosts):
-    """A local page and JSON API for the model in DIR [default: checkpoints]: generate, inspect, watch it train.
+    """A local page and JSON API for the model in DIR: generate, inspect, watch it train.
 
+    DIR defaults to the directory of CHARRNN_CHECKPOINT's file when that is set, else
+    checkpoints/, else (when there is no checkpoints/) make train's runs/make-train/.
     Reloads DIR/best.npz and latest.npz when training replaces them. Runs until Ctrl-C.
     """
     from .serve import run
 
-    if directory is None:
-        directory = os.path.dirname(checkpoint) or "." if checkpoint else DEFAULT_DIR
+    directory, checkpoint = serve_source(directory, checkpoint)
     run(directory, checkpoint, host, port, echo=click.echo, allow_hosts=allow_hosts)
+
+
+MAKE_TRAIN_DIR = "runs/make-train"  # the Makefile's MODEL_DIR (a test holds them equal)
+
+
+def serve_source(directory, checkpoint) -> tuple:
+    """(DIR, checkpoint file or None) for `serve [DIR] [--checkpoint P]`, defaults filled in."""
+    if directory is None and checkpoint is None:
+        env = os.environ.get("CHARRNN_CHECKPOINT")
+        if env and os.path.basename(env) in ("best.npz", "latest.npz"):
+            return os.path.dirname(env) or ".", None  # its run directory: both files, reloaded
+        if env:
+            checkpoint = env
+        elif not os.path.isdir(DEFAULT_DIR) and os.path.isdir(MAKE_TRAIN_DIR):
+            return MAKE_TRAIN_DIR, None
+    if directory is None:
+        directory = (os.path.dirname(checkpoint) or ".") if checkpoint else DEFAULT_DIR
+    return directory, checkpoint
 
 
 @main.command("inspect")
