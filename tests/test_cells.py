@@ -192,6 +192,7 @@ def test_gradients_bitwise_the_same_with_or_without_the_worker_thread(cell, monk
     from charrnn import cells, threads
 
     monkeypatch.setattr(cells, "BLOCK_COLUMNS", 3)  # several blocks, the last one short
+    monkeypatch.setattr(cells, "WORKER_MIN_BLOCK", 0)  # the worker takes even these small ones
     before = threads.threads()
     grads = []
     try:
