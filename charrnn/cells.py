@@ -296,6 +296,9 @@ class Cell:
 
 
 BLOCK_COLUMNS = 256  # the weight products run over blocks of at least this many (step, stream) columns
+# Below this many multiply-adds per block, handing a block to the worker costs more than it
+# saves (the two threads then mostly wait for each other's turn with the GIL).
+WORKER_MIN_BLOCK = 1 << 22
 
 
 class _Tail:
@@ -324,7 +327,8 @@ class _Tail:
         else:
             self.x2 = tr.x2 if tr.x2 is not None else _columns(tr.x, ws)
         self.dx = ws.get("dx", (T, cell.n_in, B), dt) if need_dx and not cell.embed else None
-        self.worker = threads.worker()
+        worth = cell.H * GH * self.K * B >= WORKER_MIN_BLOCK
+        self.worker = threads.worker() if worth else None
         self.futures: list = []
 
     def step_done(self, t: int) -> None:

@@ -43,15 +43,18 @@ def blas_threads(n: int) -> int:
 def set_threads(n: int | None = None) -> int:
     """Compute with n threads (None: every CPU this process may use). Returns n.
 
-    Call it before numpy is imported when threadpoolctl may be missing.
+    Call it before numpy is imported when threadpoolctl may be missing. With n None, a BLAS
+    thread count the user set in the environment (OPENBLAS_NUM_THREADS...) is left alone.
     """
     global _threads, _worker
-    n = available() if n is None else int(n)
+    given = n is not None
+    n = int(n) if given else available()
     if n < 1:
         raise ValueError(f"threads must be at least 1, got {n}")
     with _lock:
         _threads = n
-        _set_blas(blas_threads(n))
+        if given or not any(var in os.environ for var in _BLAS_VARS):
+            _set_blas(blas_threads(n))
         if n == 1 and _worker is not None:
             _worker.shutdown(wait=True)
             _worker = None
