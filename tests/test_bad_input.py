@@ -2,7 +2,6 @@
 traceback, and no existing checkpoint is touched."""
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import warnings
@@ -10,20 +9,15 @@ import zipfile
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import charrnn.compressed
 import charrnn.data
-from charrnn.cli import main
 
-from conftest import TINY_TEXT
+from conftest import TINY_FLAGS, TINY_TEXT, digests, invoke
 
-TINY_FLAGS = ["--hidden-size", "16", "--batch-size", "4", "--seq-len", "16", "--max-steps", "5", "--quiet"]
+FLAGS = [*TINY_FLAGS, "--max-steps", "5", "--quiet"]
 
 
-def digests(directory) -> dict:
-    return {name: hashlib.sha256(open(os.path.join(directory, name), "rb").read()).hexdigest()
-            for name in sorted(os.listdir(directory))}
 
 
 @pytest.fixture
@@ -36,8 +30,6 @@ def guarded(tmp_path, trained_dir):
     assert digests(directory) == before, "a failed command touched the checkpoints"
 
 
-def invoke(*args, input=None):
-    return CliRunner().invoke(main, [str(a) for a in args], input=input)
 
 
 def assert_error(result, *needles, code=1):
@@ -65,7 +57,7 @@ def write_bytes(tmp_path, name, data: bytes) -> str:
 
 def train_into(guarded, corpus, *extra):
     # --force: even when overwriting is allowed, a failed run must not touch the checkpoints.
-    return invoke("train", corpus, *TINY_FLAGS, "--out", guarded, "--force", *extra)
+    return invoke("train", corpus, *FLAGS, "--out", guarded, "--force", *extra)
 
 
 def test_train_missing_file(tmp_path, guarded):
@@ -117,7 +109,7 @@ def test_train_invalid_utf8_names_the_offset(tmp_path, guarded, data, offset):
 
 
 def test_train_refuses_to_overwrite_without_force(tiny_corpus, guarded):
-    result = invoke("train", tiny_corpus, *TINY_FLAGS, "--out", guarded)
+    result = invoke("train", tiny_corpus, *FLAGS, "--out", guarded)
     assert_error(result, "already holds checkpoints", "--force")
 
 
@@ -131,7 +123,7 @@ def test_train_divergence_keeps_the_checkpoints(tiny_corpus, guarded):
 
 
 def test_huge_but_finite_loss_is_not_a_traceback(tiny_corpus, tmp_path):
-    result = invoke("train", tiny_corpus, *TINY_FLAGS, "--lr", "1e30", "--clip", "0", "--eval-every", "5",
+    result = invoke("train", tiny_corpus, *FLAGS, "--lr", "1e30", "--clip", "0", "--eval-every", "5",
                     "--out", tmp_path / "o")
     assert result.exit_code == 0, result.output
 

@@ -231,8 +231,9 @@ def check_error(stderr: str, status: int, expected: str) -> None:
         assert errors[0].endswith("--help')"), stderr
 
 
-def test_the_table_is_big_enough():
-    assert len(CASES) >= 25
+def test_the_table_names_each_case_once_and_covers_the_commands():
+    ids = [case_id for case_id, *_ in CASES]
+    assert len(set(ids)) == len(ids), "a repeated id hides a case in pytest's report"
     commands = {argv[0] for _, argv, *_ in CASES}
     assert {"train", "sample", "eval"} <= commands
 

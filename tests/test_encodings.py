@@ -6,19 +6,16 @@ import os
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import charrnn
-from charrnn.cli import main
 from charrnn.data import load_corpus, read_text
 from charrnn.errors import CharRNNError
+from conftest import TINY_FLAGS, invoke
 
 TEXT = "Café au lait, naïve façade, ½ price © 2026. Größe!\n" * 60
-SMALL = ["--hidden-size", "16", "--batch-size", "4", "--seq-len", "16", "--max-steps", "20", "-q"]
+SMALL = [*TINY_FLAGS, "--max-steps", "20", "-q"]
 
 
-def invoke(*argv, env=None):
-    return CliRunner().invoke(main, list(argv), env=env)
 
 
 @pytest.mark.parametrize("encoding", ["latin-1", "cp1252", "utf-16", "utf-8"])
