@@ -20,14 +20,14 @@ the default, not over --threads.
 from __future__ import annotations
 
 import os
+import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 _BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _USER_SET_BLAS = any(var in os.environ for var in _BLAS_VARS)  # before this module touched them
 _lock = threading.Lock()
 _threads: int | None = None
-_worker: ThreadPoolExecutor | None = None
+_worker = None  # a concurrent.futures.ThreadPoolExecutor, made on first use
 
 
 def available() -> int:
@@ -69,13 +69,15 @@ def threads() -> int:
     return _threads if _threads is not None else set_threads()
 
 
-def worker() -> ThreadPoolExecutor | None:
-    """The one worker thread for the large products, or None when computing serially."""
+def worker():
+    """The one worker thread (a ThreadPoolExecutor) for the large products, or None when serial."""
     global _worker
     if threads() < 2:
         return None
     with _lock:
         if _worker is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="charrnn-worker")
         return _worker
 
@@ -85,6 +87,8 @@ def _set_blas(n: int) -> None:
     # that); threadpoolctl changes a BLAS already loaded.
     for var in _BLAS_VARS:
         os.environ[var] = str(n)
+    if "numpy" not in sys.modules:
+        return  # nothing loaded a BLAS yet (and threadpoolctl's import would cost the cold start)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
