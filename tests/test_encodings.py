@@ -72,6 +72,8 @@ def test_a_bytes_prime_is_the_utf8_bytes_of_what_was_typed(tmp_path, monkeypatch
     out = invoke("sample", "--prime", "Café", "--length", "10", "--seed", "0")
     assert out.exit_code == 0, out.output
     assert out.stdout_bytes.startswith("Café".encode("utf-8")) and len(out.stdout_bytes) == 5 + 10
+    unseen = invoke("sample", "--prime", "a €")
+    assert unseen.exit_code == 1 and "the prime has bytes the model never saw: 0x82, 0xac, 0xe2" in unseen.output
     beam = invoke("sample", "--prime", "Caf", "--beam", "2", "--length", "8", "--json")
     assert all(len(json.loads(line)["text"]) == 8 for line in beam.stdout.splitlines())
 
