@@ -143,6 +143,7 @@ def score_ids(net, ids, streams: int = 1) -> tuple:
 def train(config: Config, corpus: list, out: str, quiet: bool = False) -> dict:
     import torch
     import torch.nn.functional as F
+
     from charrnn.data import Streams, load_corpus, split
 
     data = load_corpus(corpus)

@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from charrnn.cli import main
+
 from conftest import TINY_TEXT
 
 TRAIN = ["train", "corpus.txt", "--hidden-size", "16", "--batch-size", "4", "--seq-len", "16",
@@ -86,7 +87,8 @@ CASES = [
      "init_scale: must be positive, got 0.0"),
     ("train-init-scale-negative", ["train", "corpus.txt", "--out", "new", "--init-scale", "-2"], None, 1,
      "init_scale: must be positive, got -2.0"),
-    ("train-unknown-flag", ["train", "corpus.txt", "--hiden-size", "8"], None, 2, "No such option '--hiden-size'. (Did you mean one of: '--batch-size', '--hidden-size'?)"),
+    ("train-unknown-flag", ["train", "corpus.txt", "--hiden-size", "8"], None, 2,
+     "No such option '--hiden-size'. (Did you mean one of: '--batch-size', '--hidden-size'?)"),
     ("train-no-corpus", ["train", "--out", "new"], None, 2, "Missing argument 'CORPUS...'"),
     # -- train: configs -----------------------------------------------------------------
     ("config-missing", ["train", "corpus.txt", "--out", "new", "--config", "nope.yaml"], None, 1,
