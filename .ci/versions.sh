@@ -11,7 +11,8 @@ NEWEST=3.13
 find_python() {
     local candidate
     for candidate in "python$1" "$HOME"/.pyenv/versions/"$1".*/bin/python; do
-        if command -v "$candidate" >/dev/null 2>&1; then echo "$candidate"; return 0; fi
+        # A pyenv shim is on PATH even where its version is not selected: try to run it.
+        if "$candidate" -c 'import sys' >/dev/null 2>&1; then echo "$candidate"; return 0; fi
     done
     return 1
 }
