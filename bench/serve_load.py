@@ -88,7 +88,8 @@ def main():
     wall = time.perf_counter() - began
     server.shutdown()
     step = model.meta.get("step")
-    print(f"{args.directory} (step {step}, H={model.config.hidden_size}): {args.clients} clients x {args.rounds} rounds "
+    print(f"{args.directory} (step {step}, H={model.config.hidden_size}): "
+          f"{args.clients} clients x {args.rounds} rounds "
           f"(sample of {args.length} chars + score of 500 chars): {requests[0]} requests in {wall:.1f} s, "
           f"{len(errors)} errors, {wrong[0]} wrong answers; latency to the first character: "
           f"median {statistics.median(latencies) * 1000:.0f} ms, worst {max(latencies) * 1000:.0f} ms")

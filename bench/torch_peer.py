@@ -289,6 +289,8 @@ def sample(net, chars: str, length: int, temperature: float, prime: str, seed) -
 
 def add_config_flags(parser):
     for f in fields(Config):
+        if f.name == "threads":  # the peer's own --threads sets torch's
+            continue
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=field_type(f), default=None,
                             choices=f.metadata.get("choices"), help=f"{f.metadata['help']} [default: {f.default}]")
 
@@ -328,7 +330,7 @@ def run(a) -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.command == "train":
-        overrides = {f.name: getattr(a, f.name) for f in fields(Config)}
+        overrides = {f.name: getattr(a, f.name) for f in fields(Config) if f.name != "threads"}
         config = resolve(a.config_file, overrides)
         for name, allowed in UNSUPPORTED.items():
             if getattr(config, name) != allowed:

@@ -1,8 +1,6 @@
 """Recurrent layers, each a forward/backward pair over a whole (T, B) chunk.
 
-Dimensions: T time steps, B streams, H hidden units, V vocabulary, D input width.
-A layer keeps the activations of its last forward pass for its backward pass, in
-buffers that are allocated once per (T, B) shape and reused every update.
+Dimensions: T time steps, B streams, H hidden units, V vocabulary, D input width, G gates.
 
 Elman layer (Elman, 1990), row vectors:
     h_t = act(x_t W_xh + h_{t-1} W_hh + b_h)
@@ -22,12 +20,24 @@ gate order r, z, n:
     n = tanh(x_n + r * h_n)
     h_t = (1 - z) * n + z * h_{t-1}
 
-Every cell computes its gates with one product per input, never one per gate.
-The first layer's input is a one-hot row, so `x_t W_x` is the row gather `W_x[id_t]`.
+The three are one family (`Cell`): the same constructor, parameters W_x (D, G*H), W_h (H, G*H)
+and b (G*H,) (Elman names them W_xh, W_hh, b_h), the same buffers, input projection and
+weight-gradient tail; each cell writes only its gate maths (`_recur`, `_recur_back`, `step`).
+
+Layout. The interface is batch-major, (T, B, H) like the equations' rows; inside, every
+per-step array is feature-major, (T, G*H, B): step t is one contiguous block, every gate a
+contiguous (H, B) part of it, and the step's product is W_h^T (G*H, H) @ h_{t-1} (H, B),
+which OpenBLAS runs faster than h (B, H) @ W_h. `forward`/`backward` with feature_major=True
+take and return the (T, H, B) form directly, as the model's stacked layers use them.
+Products over the whole chunk (the weight gradients) read a (H, T*B) copy of the states.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from . import threads
 
 
 def activate(name: str, a: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -61,6 +71,12 @@ def sigmoid(a: np.ndarray, out: np.ndarray) -> np.ndarray:
     return activate("sigmoid", a, out)
 
 
+def _half_tanh_to_sigmoid(s: np.ndarray) -> None:
+    """In place tanh(a/2) -> sigmoid(a) = (1 + tanh(a/2)) / 2."""
+    s *= 0.5
+    s += 0.5
+
+
 def scatter_add_rows(target: np.ndarray, ids: np.ndarray, rows: np.ndarray, scratch: dict | None = None) -> None:
     """target[ids[i]] += rows[i] for every i, summing repeats: the transpose of a row gather.
 
@@ -83,230 +99,346 @@ def scatter_add_rows(target: np.ndarray, ids: np.ndarray, rows: np.ndarray, scra
     target += product
 
 
-class _HiddenState:
-    """For cells whose whole state is h (Elman, GRU): (B, H), and the next layer sees it as is."""
+class Workspace:
+    """Arrays reused from call to call: one per (name, shape, dtype), made on first use.
 
-    def zero_state(self, batch: int, dtype) -> np.ndarray:
-        return np.zeros((batch, self.H), dtype=dtype)
+    Training alternates few shapes (the training chunk, validation, a ragged last chunk), so
+    a handful of sets live at once; past 64 arrays everything is dropped and made again.
+    """
 
-    @staticmethod
-    def output(state: np.ndarray) -> np.ndarray:
-        """The part of a state the next layer sees: h itself."""
-        return state
+    def __init__(self):
+        self._arrays: dict = {}
 
-    def final_state(self, k: int | None = None) -> np.ndarray:
-        """The state after step k (default: the last) of the last forward(), to carry into the next chunk."""
-        return self._hs[-1 if k is None else k].copy()
+    def get(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        key = (name, shape, np.dtype(dtype))
+        a = self._arrays.get(key)
+        if a is None:
+            if len(self._arrays) >= 64:
+                self._arrays.clear()
+            a = self._arrays[key] = np.empty(shape, dtype)
+        return a
+
+    def zeros(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        """Like get, but all zeros when made (the caller leaves it so)."""
+        key = (name, shape, np.dtype(dtype))
+        if key not in self._arrays:
+            self.get(name, shape, dtype).fill(0)
+        return self._arrays[key]
 
 
-class Elman(_HiddenState):
-    """One Elman layer. `embed=True` takes ids and gathers rows of W_xh (the one-hot product)."""
+@dataclass
+class Trace:
+    """What a layer's forward pass keeps for its backward pass (feature-major arrays).
 
-    param_names = ("W_xh", "W_hh", "b_h")
+    x: the input, ids (T, B) for the first layer, else (T, D, B); x2: the input as (D, T*B)
+    for the weight gradient (None for ids); h: (T + 1, H, B), h_0..h_T; hP: the same as
+    (H, T + 1, B), for products over the whole chunk; gates: (T, G*H, B) after their
+    nonlinearities; c, tanh_c: the LSTM's cells (T + 1, H, B) and tanh(c_1..c_T) (T, H, B);
+    hn: the GRU's h_{t-1} W_hn + b_hn (T, H, B).
+    """
+
+    x: np.ndarray
+    x2: np.ndarray | None
+    h: np.ndarray
+    hP: np.ndarray
+    gates: np.ndarray
+    c: np.ndarray | None = None
+    tanh_c: np.ndarray | None = None
+    hn: np.ndarray | None = None
+
+
+class Cell:
+    """One recurrent layer. `embed=True` takes ids and gathers rows of W_x (the one-hot product).
+
+    Subclasses set `kind` (the recurrence's name, as configs and gradflow's reference use it),
+    `n_gates` (G) and the gate maths; `names` maps the roles W_x, W_h, b to checkpoint names.
+    """
+
+    kind = ""
+    n_gates = 1
+    names = {"W_x": "W_x", "W_h": "W_h", "b": "b"}
+    extra_params: tuple = ()  # names of (H,) parameters beyond the three (the GRU's b_hn)
+    sigmoid_rows = 0  # leading pre-activation rows that go through a sigmoid (computed as tanh(a/2))
 
     def __init__(self, n_in: int, hidden: int, activation: str = "tanh", embed: bool = False, suffix: str = ""):
         self.n_in, self.H, self.activation, self.embed = n_in, hidden, activation, embed
+        self.param_names = tuple(self.names.values()) + self.extra_params
         self.keys = {name: name + suffix for name in self.param_names}
-        self._buffers: dict = {}
+        self.key_x, self.key_h, self.key_b = (self.keys[self.names[r]] for r in ("W_x", "W_h", "b"))
+        self.ws = Workspace()
+        self.trace: Trace | None = None
+        self.dstate0 = None  # d loss / d carried-in state, after backward(need_dstate0=True)
+        self._scatter: dict = {}
 
+    # -- parameters ---------------------------------------------------------------------
     def shapes(self) -> dict:
-        k, H = self.keys, self.H
-        return {k["W_xh"]: (self.n_in, H), k["W_hh"]: (H, H), k["b_h"]: (H,)}
+        GH = self.n_gates * self.H
+        shapes = {self.key_x: (self.n_in, GH), self.key_h: (self.H, GH), self.key_b: (GH,)}
+        shapes.update({self.keys[n]: (self.H,) for n in self.extra_params})
+        return shapes
 
     def init(self, rng: np.random.Generator, dtype) -> dict:
-        # U(-1/sqrt(H), 1/sqrt(H)) as PyTorch's nn.RNN: W_hh's spectral radius is about
-        # 1/sqrt(3), so the state neither explodes (N(0,1) gives about sqrt(H)) nor, with
-        # tanh, saturates at the start; biases start at zero.
-        bound = 1.0 / np.sqrt(self.H)
-        k = self.keys
-        return {
-            k["W_xh"]: rng.uniform(-bound, bound, (self.n_in, self.H)).astype(dtype),
-            k["W_hh"]: rng.uniform(-bound, bound, (self.H, self.H)).astype(dtype),
-            k["b_h"]: np.zeros(self.H, dtype=dtype),
-        }
-
-    def _buf(self, T: int, B: int, dtype, backward: bool = False) -> dict:
-        key = (T, B, np.dtype(dtype))
-        buf = self._buffers.get(key)
-        if buf is None:
-            if len(self._buffers) >= 4:  # training, validation and a ragged last chunk at most
-                self._buffers.clear()
-            buf = self._buffers[key] = {
-                "a": np.empty((T, B, self.H), dtype),  # input projections; in backward, d loss / d a
-                "h": np.empty((T + 1, B, self.H), dtype),  # h[0] is the carried-in state
-            }
-        if backward and "d" not in buf:  # evaluation never pays for these
-            H = self.H
-            buf.update({
-                "d": np.empty((T, B, H), dtype),  # act'(a)
-                "dh": np.empty((B, H), dtype),
-                "dx": None if self.embed else np.empty((T, B, self.n_in), dtype),
-                "dW": np.empty((max(self.n_in, H), H), dtype),  # weight products before +=
-                "scatter": {},
-            })
-        return buf
-
-    def forward(self, p: dict, x: np.ndarray, h0: np.ndarray) -> np.ndarray:
-        """x: ids (T, B) if embed else (T, B, D); h0: (B, H). Returns h_1..h_T, (T, B, H)."""
-        k = self.keys
-        W_xh, W_hh, b_h = p[k["W_xh"]], p[k["W_hh"]], p[k["b_h"]]
-        T, B = x.shape[:2]
-        buf = self._buf(T, B, W_hh.dtype)
-        a, h = buf["a"], buf["h"]
-        h[0] = h0
-        if self.embed:
-            # (T, B, H): x_t W_xh + b_h for one-hot x_t, as one gather from a (V, H) table
-            np.take(W_xh + b_h, x, axis=0, out=a)
-        else:
-            np.matmul(x.reshape(T * B, -1), W_xh, out=a.reshape(T * B, -1))
-            a += b_h
-        act = self.activation
-        for t in range(T):
-            ht = h[t + 1]
-            np.matmul(h[t], W_hh, out=ht)  # (B, H)
-            ht += a[t]
-            activate(act, ht, ht)
-        self._x = x
-        self._hs = h  # (T + 1, B, H): h_0..h_T, for final_state
-        return h[1:]
-
-    def backward(self, p: dict, dhs: np.ndarray, grads: dict, need_dx: bool = True,
-                 need_dstate0: bool = False):
-        """dhs: d loss / d h_t from above, (T, B, H). Adds into grads; returns d loss / d x.
-
-        Truncated BPTT: no gradient flows into the carried-in state h_0. need_dstate0=True
-        (an encoder-decoder's decoder) leaves d loss / d h_0 in self.dstate0, (B, H).
-        """
-        k = self.keys
-        W_xh, W_hh = p[k["W_xh"]], p[k["W_hh"]]
-        T, B, H = dhs.shape
-        buf = self._buf(T, B, W_hh.dtype, backward=True)
-        h, da, dact, dh = buf["h"], buf["a"], buf["d"], buf["dh"]
-        activation_grad(self.activation, h[1:], dact)  # (T, B, H), one vectorised pass
-        W_hhT = np.ascontiguousarray(W_hh.T)
-        dh.fill(0)  # d loss / d h_t arriving from step t+1
-        for t in range(T - 1, -1, -1):
-            np.add(dhs[t], dh, out=da[t])
-            da[t] *= dact[t]
-            if t or need_dstate0:
-                np.matmul(da[t], W_hhT, out=dh)
-        self.dstate0 = dh.copy() if need_dstate0 else None
-        da2 = da.reshape(T * B, H)
-        dW = buf["dW"][:H]
-        np.matmul(h[:-1].reshape(T * B, H).T, da2, out=dW)  # sum over t of h_{t-1}^T da_t
-        grads[k["W_hh"]] += dW
-        grads[k["b_h"]] += da2.sum(axis=0)
-        if self.embed:
-            scatter_add_rows(grads[k["W_xh"]], self._x.reshape(-1), da2, buf["scatter"])
-            return None
-        x2 = self._x.reshape(T * B, -1)
-        dW = buf["dW"][: self.n_in]
-        np.matmul(x2.T, da2, out=dW)
-        grads[k["W_xh"]] += dW
-        if not need_dx:
-            return None
-        dx = buf["dx"]
-        np.matmul(da2, W_xh.T, out=dx.reshape(T * B, -1))
-        return dx
-
-    def step(self, p: dict, x: np.ndarray, h: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """One time step for generation: x ids (B,) or (B, D), h (B, H) -> out (B, H), the new state."""
-        k = self.keys
-        if out is None:
-            out = np.empty_like(h)
-        np.matmul(h, p[k["W_hh"]], out=out)
-        out += p[k["W_xh"]][x] if self.embed else x @ p[k["W_xh"]]
-        out += p[k["b_h"]]
-        return activate(self.activation, out, out)
-
-
-class _Gated:
-    """What LSTM and GRU share: G gates of H units, one input product x W_x and one h W_h per step.
-
-    Parameters (plus `suffix` for layers above the first): W_x (D, G*H), W_h (H, G*H), b (G*H,).
-    """
-
-    n_gates = 0
-    param_names: tuple = ("W_x", "W_h", "b")
-
-    def __init__(self, n_in: int, hidden: int, embed: bool = False, suffix: str = ""):
-        self.n_in, self.H, self.embed = n_in, hidden, embed
-        self.keys = {name: name + suffix for name in self.param_names}
-        self._buffers: dict = {}
-
-    def shapes(self) -> dict:
-        k, H, G = self.keys, self.H, self.n_gates
-        return {k["W_x"]: (self.n_in, G * H), k["W_h"]: (H, G * H), k["b"]: (G * H,)}
-
-    def init(self, rng: np.random.Generator, dtype) -> dict:
-        # PyTorch's U(-1/sqrt(H), 1/sqrt(H)) for the weights; biases start at zero.
+        # U(-1/sqrt(H), 1/sqrt(H)) as PyTorch's nn.RNN/LSTM/GRU: W_hh's spectral radius is
+        # about 1/sqrt(3), so the state neither explodes nor, with tanh, saturates at the
+        # start; biases start at zero. (Drawn in this order, W_x then W_h, for every cell.)
         bound = 1.0 / np.sqrt(self.H)
         return {name: (rng.uniform(-bound, bound, shape) if len(shape) == 2 else np.zeros(shape)).astype(dtype)
                 for name, shape in self.shapes().items()}
 
-    def _buf(self, T: int, B: int, dtype, names: dict) -> dict:
-        key = (T, B, np.dtype(dtype))
-        buf = self._buffers.get(key)
-        if buf is None:
-            if len(self._buffers) >= 4:  # training, validation and a ragged last chunk at most
-                self._buffers.clear()
-            buf = self._buffers[key] = {}
-        for name, shape in names.items():
-            if name not in buf:
-                buf[name] = np.empty(shape, dtype)
-        return buf
+    def flops_per_char(self) -> int:
+        """Training FLOPs per character: forward and the two backward products (one-hot: a gather)."""
+        GH = self.n_gates * self.H
+        return 6 * GH * (self.H + (0 if self.embed else self.n_in))
 
-    def _project(self, p: dict, x: np.ndarray, out: np.ndarray) -> None:
-        """out = x W_x + b for the whole chunk: (T, B, G*H)."""
-        W_x = p[self.keys["W_x"]]
-        T, B = x.shape[:2]
-        if self.embed:
-            np.take(W_x, x, axis=0, out=out)  # the one-hot product as a row gather
-        else:
-            np.matmul(x.reshape(T * B, -1), W_x, out=out.reshape(T * B, -1))
-        out += p[self.keys["b"]]
+    # -- state ----------------------------------------------------------------------------
+    def zero_state(self, batch: int, dtype):
+        return np.zeros((batch, self.H), dtype=dtype)
 
-    def _weight_grads(self, p: dict, grads: dict, buf: dict, h_prev: np.ndarray, dgx: np.ndarray,
-                      dgh: np.ndarray, need_dx: bool):
-        """Add the weight gradients from d loss / d gate pre-activations; return d loss / d x."""
-        k = self.keys
-        T, B, GH = dgx.shape
-        H = self.H
-        dgx2, dgh2 = dgx.reshape(T * B, GH), dgh.reshape(T * B, GH)
-        if "dW" not in buf:
-            buf["dW"] = np.empty((max(self.n_in, H), GH), dgx.dtype)
-            buf["scatter"] = {}
-        dW = buf["dW"][:H]
-        np.matmul(h_prev.reshape(T * B, H).T, dgh2, out=dW)  # sum over t of h_{t-1}^T dg_t
-        grads[k["W_h"]] += dW
-        grads[k["b"]] += dgx2.sum(axis=0)
-        if self.embed:
-            scatter_add_rows(grads[k["W_x"]], self._x.reshape(-1), dgx2, buf["scatter"])
-            return None
-        dW = buf["dW"][: self.n_in]
-        np.matmul(self._x.reshape(T * B, -1).T, dgx2, out=dW)
-        grads[k["W_x"]] += dW
-        if not need_dx:
-            return None
-        if "dx" not in buf:
-            buf["dx"] = np.empty((T, B, self.n_in), dgx.dtype)
-        dx = buf["dx"]
-        np.matmul(dgx2, p[k["W_x"]].T, out=dx.reshape(T * B, -1))
-        return dx
+    @staticmethod
+    def output(state) -> np.ndarray:
+        """The part of a state the next layer sees: h itself."""
+        return state
 
+    def final_state(self, k: int | None = None):
+        """The state after step k (default: the last) of the last forward(), (B, H), to carry on."""
+        return self.trace.h[-1 if k is None else k].T.copy()
+
+    def _set_state0(self, state0, tr: Trace) -> None:
+        tr.h[0] = state0.T
+
+    # -- forward --------------------------------------------------------------------------
+    def forward(self, p: dict, x: np.ndarray, state0, feature_major: bool = False) -> np.ndarray:
+        """h_1..h_T: (T, B, H) (a transposed view), or (T, H, B) with feature_major=True.
+
+        x: ids (T, B) if embed, else (T, B, D), or (T, D, B) with feature_major=True.
+        state0: (B, H), or the LSTM's pair (h0, c0).
+        """
+        T, B = x.shape[0], (x.shape[1] if self.embed or not feature_major else x.shape[2])
+        if not self.embed and not feature_major:
+            x = x.transpose(0, 2, 1)  # (T, D, B) view
+        W_h = p[self.key_h]
+        dt = W_h.dtype
+        H, GH = self.H, self.n_gates * self.H
+        tr = self.trace = Trace(x=x, x2=None, h=self.ws.get("h", (T + 1, H, B), dt),
+                                hP=self.ws.get("hP", (H, T + 1, B), dt), gates=self.ws.get("g", (T, GH, B), dt))
+        self._set_state0(state0, tr)
+        # W_h^T once per chunk, its sigmoid rows halved (exactly) so that one tanh call
+        # covers every gate: sigmoid(a) = (1 + tanh(a/2)) / 2.
+        W_hT = self.ws.get("W_hT", (GH, H), dt)
+        np.copyto(W_hT, W_h.T)
+        if self.sigmoid_rows:
+            W_hT[: self.sigmoid_rows] *= 0.5
+        self._project(p, x, tr)
+        self._recur(p, W_hT, tr)
+        np.copyto(tr.hP, tr.h.transpose(1, 0, 2))
+        return tr.h[1:] if feature_major else tr.h[1:].transpose(0, 2, 1)
+
+    def _project(self, p: dict, x: np.ndarray, tr: Trace) -> None:
+        """gates[t] = (x_t W_x + b)^T for every t, sigmoid rows halved."""
+        W_x, b = p[self.key_x], p[self.key_b]
+        g = tr.gates
+        T, GH, B = g.shape
+        table = self.ws.get("table", (GH, W_x.shape[0] if self.embed else 1), W_x.dtype)
+        if self.embed:  # the one-hot product: gather columns of (W_x + b)^T
+            np.add(W_x.T, b[:, None], out=table)
+            if self.sigmoid_rows:
+                table[: self.sigmoid_rows] *= 0.5
+            for t in range(T):
+                np.take(table, x[t], axis=1, out=g[t])
+            return
+        W_xT = self.ws.get("W_xT", (GH, W_x.shape[0]), W_x.dtype)
+        np.copyto(W_xT, W_x.T)
+        np.copyto(table[:, 0], b)
+        if self.sigmoid_rows:
+            W_xT[: self.sigmoid_rows] *= 0.5
+            table[: self.sigmoid_rows] *= 0.5
+        np.matmul(W_xT, x, out=g)  # one product per step, (G*H, D) @ (D, B)
+        g += table
+        tr.x2 = None
+
+    # -- backward -------------------------------------------------------------------------
+    def backward(self, p: dict, dhs: np.ndarray, grads: dict, need_dx: bool = True,
+                 need_dstate0: bool = False, dcs: np.ndarray | None = None, feature_major: bool = False):
+        """dhs: d loss / d h_t from above, (T, B, H) or (T, H, B) with feature_major=True.
+
+        Adds into grads; returns d loss / d x in the input's layout (None for ids or without
+        need_dx). Truncated BPTT: no gradient flows into the carried-in state, unless
+        need_dstate0=True, which leaves d loss / d state_0 in self.dstate0 ((B, H), or the
+        LSTM's pair). dcs (T, B, H), the LSTM only: d loss / d c_t from outside the layer.
+        """
+        tr = self.trace
+        T, GH, B = tr.gates.shape
+        dt = tr.gates.dtype
+        if not feature_major:
+            fm = self.ws.get("dhs", (T, self.H, B), dt)
+            np.copyto(fm, dhs.transpose(0, 2, 1))
+            dhs = fm
+        dgx, dgh = self._grad_buffers(T, B, dt)
+        tail = _Tail(self, p, grads, dgx, dgh, need_dx)
+        self._recur_back(p, dhs, tr, dgx, dgh, need_dstate0, dcs, tail.step_done)
+        dx = tail.finish()
+        if dx is None or feature_major:
+            return dx
+        return dx.transpose(0, 2, 1)
+
+    def _grad_buffers(self, T: int, B: int, dt) -> tuple:
+        """Where the recurrence leaves d loss / d pre-activations, input side and recurrent side."""
+        da = self.ws.get("da", (T, self.n_gates * self.H, B), dt)
+        return da, da
+
+    def _extra_grads(self, grads: dict, dgh2: np.ndarray) -> None:
+        """Gradients of parameters beyond W_x, W_h, b, from d loss / d (h_{t-1} W_h) (G*H, T*B)."""
+
+    # -- generation -----------------------------------------------------------------------
     def _input_row(self, p: dict, x: np.ndarray) -> np.ndarray:
-        W_x = p[self.keys["W_x"]]
-        return (W_x[x] if self.embed else x @ W_x) + p[self.keys["b"]]
+        W_x = p[self.key_x]
+        return (W_x[x] if self.embed else x @ W_x) + p[self.key_b]
 
 
-class LSTM(_Gated):
+BLOCK_COLUMNS = 256  # the weight products run over blocks of at least this many (step, stream) columns
+# Below this many multiply-adds per block, handing a block to the worker costs more than it
+# saves (the two threads then mostly wait for each other's turn with the GIL).
+WORKER_MIN_BLOCK = 1 << 22
+
+
+class _Tail:
+    """The weight-gradient products of one backward pass, a block of steps at a time.
+
+    The recurrence runs from the last step down and hands each finished block over
+    (`step_done`); its products (d W_h, d W_x or the one-hot scatter, d b, d x) run on the
+    worker thread beside the recurrence when there is one (threads.py), else at once. The
+    blocks depend on (T, B) alone and are summed in the same order either way, so the
+    gradients are the same bit for bit. Every buffer is made here, on the calling thread.
+    """
+
+    def __init__(self, cell: Cell, p: dict, grads: dict, dgx: np.ndarray, dgh: np.ndarray, need_dx: bool):
+        T, GH, B = dgx.shape
+        tr, ws, dt = cell.trace, cell.ws, dgx.dtype
+        self.cell, self.p, self.grads, self.dgx, self.dgh, self.tr = cell, p, grads, dgx, dgh, tr
+        self.B, self.T = B, T
+        self.K = max(1, -(-BLOCK_COLUMNS // B))  # steps per block
+        self.dgxP = ws.get("dgxP", (GH, T, B), dt)  # (G*H, T*B): steps side by side for the products
+        self.dghP = self.dgxP if dgh is dgx else ws.get("dghP", (GH, T, B), dt)
+        self.dW = ws.get("dW", (max(cell.n_in, cell.H), GH), dt)
+        if cell.embed:
+            self.ids = tr.x.reshape(-1)
+            self.onehot = ws.zeros("onehot", (p[cell.key_x].shape[0], T * B), dt)  # zeros between uses
+            self.columns = np.arange(T * B)
+        else:
+            self.x2 = tr.x2 if tr.x2 is not None else _columns(tr.x, ws)
+        self.dx = ws.get("dx", (T, cell.n_in, B), dt) if need_dx and not cell.embed else None
+        worth = cell.H * GH * self.K * B >= WORKER_MIN_BLOCK
+        self.worker = threads.worker() if worth else None
+        self.futures: list = []
+
+    def step_done(self, t: int) -> None:
+        """Steps t.. are final: hand over the block that starts at t, if one does."""
+        if t % self.K == 0:
+            t1 = min(t + self.K, self.T)
+            if self.worker is None:
+                self._block(t, t1)
+            else:
+                self.futures.append(self.worker.submit(self._block, t, t1))
+
+    def finish(self):
+        """Wait for the blocks; d loss / d x (T, D, B), or None."""
+        for f in self.futures:
+            f.result()
+        return self.dx
+
+    def _block(self, t0: int, t1: int) -> None:
+        cell, grads, H, B = self.cell, self.grads, self.cell.H, self.B
+        n = (t1 - t0) * B
+        dgx = self.dgxP[:, t0:t1]
+        np.copyto(dgx, self.dgx[t0:t1].transpose(1, 0, 2))
+        dgx = dgx.reshape(-1, n)
+        dgh = self.dghP[:, t0:t1]
+        if self.dghP is not self.dgxP:
+            np.copyto(dgh, self.dgh[t0:t1].transpose(1, 0, 2))
+        dgh = dgh.reshape(-1, n)
+        dW = self.dW[:H]
+        np.matmul(self.tr.hP[:, t0:t1].reshape(H, n), dgh.T, out=dW)  # sum over t of h_{t-1} dg_t^T
+        grads[cell.key_h] += dW
+        grads[cell.key_b] += dgx.sum(axis=1)
+        cell._extra_grads(grads, dgh)
+        if cell.embed:  # d W_x[id] += dg: the one-hot's transpose as a product, one_hot^T (V, n) @ dg^T
+            cols, ids = self.columns[t0 * B : t1 * B], self.ids[t0 * B : t1 * B]
+            onehot = self.onehot[:, t0 * B : t1 * B]
+            self.onehot[ids, cols] = 1
+            dW = self.dW[: self.onehot.shape[0]]
+            np.matmul(onehot, dgx.T, out=dW)
+            self.onehot[ids, cols] = 0
+        else:
+            dW = self.dW[: cell.n_in]
+            np.matmul(self.x2[:, t0 * B : t1 * B], dgx.T, out=dW)
+        grads[cell.key_x] += dW
+        if self.dx is not None:
+            np.matmul(self.p[cell.key_x], self.dgx[t0:t1], out=self.dx[t0:t1])  # (D, G*H) @ (G*H, B) per step
+
+
+def _columns(x: np.ndarray, ws: Workspace) -> np.ndarray:
+    """(T, D, B) -> (D, T*B), a copy with the steps side by side."""
+    T, D, B = x.shape
+    out = ws.get("x2", (D, T, B), x.dtype)
+    np.copyto(out, x.transpose(1, 0, 2))
+    return out.reshape(D, T * B)
+
+
+class Elman(Cell):
+    """One Elman layer: h_t = act(x_t W_xh + h_{t-1} W_hh + b_h)."""
+
+    kind = "elman"
+    n_gates = 1
+    names = {"W_x": "W_xh", "W_h": "W_hh", "b": "b_h"}
+
+    def _recur(self, p: dict, W_hT: np.ndarray, tr: Trace) -> None:
+        a, h, act = tr.gates, tr.h, self.activation
+        for t in range(len(a)):
+            ht = h[t + 1]
+            np.matmul(W_hT, h[t], out=ht)  # (H, B)
+            ht += a[t]
+            activate(act, ht, ht)
+
+    def _grad_buffers(self, T: int, B: int, dt) -> tuple:
+        return self.trace.gates, self.trace.gates  # the input projections are spent: d loss / d a goes there
+
+    def _recur_back(self, p: dict, dhs: np.ndarray, tr: Trace, da, _, need_dstate0: bool, dcs, done):
+        W_hh = p[self.key_h]
+        T, H, B = dhs.shape
+        activation_grad(self.activation, tr.h[1:], da)  # act'(a_t), all steps in one pass
+        dh = self.ws.get("dh", (H, B), da.dtype)
+        dh.fill(0)  # d loss / d h_t arriving from step t+1
+        for t in range(T - 1, -1, -1):
+            dh += dhs[t]
+            da[t] *= dh
+            done(t)
+            if t or need_dstate0:
+                np.matmul(W_hh, da[t], out=dh)  # (H, H) @ (H, B)
+        self.dstate0 = dh.T.copy() if need_dstate0 else None
+
+    def step(self, p: dict, x: np.ndarray, h: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """One time step for generation: x ids (B,) or (B, D), h (B, H) -> out (B, H), the new state."""
+        if out is None:
+            out = np.empty_like(h)
+        np.matmul(h, p[self.key_h], out=out)
+        out += p[self.key_x][x] if self.embed else x @ p[self.key_x]
+        out += p[self.key_b]
+        return activate(self.activation, out, out)
+
+
+class LSTM(Cell):
     """One LSTM layer; its state is the pair (h, c), each (B, H). Gate order i, f, o, g."""
 
+    kind = "lstm"
     n_gates = 4
+
+    @property
+    def sigmoid_rows(self):
+        return 3 * self.H
 
     def init(self, rng: np.random.Generator, dtype) -> dict:
         params = super().init(rng, dtype)
-        params[self.keys["b"]][self.H : 2 * self.H] = 1  # forget-gate bias 1: remember by default
+        params[self.key_b][self.H : 2 * self.H] = 1  # forget-gate bias 1: remember by default
         return params
 
     def zero_state(self, batch: int, dtype) -> tuple:
@@ -318,172 +450,168 @@ class LSTM(_Gated):
 
     def final_state(self, k: int | None = None) -> tuple:
         k = -1 if k is None else k
-        return (self._hs[k].copy(), self._cs[k].copy())
+        return (self.trace.h[k].T.copy(), self.trace.c[k].T.copy())
 
-    def forward(self, p: dict, x: np.ndarray, state0: tuple) -> np.ndarray:
-        """x: ids (T, B) if embed else (T, B, D); state0 (h0, c0). Returns h_1..h_T, (T, B, H)."""
-        W_h = p[self.keys["W_h"]]
-        T, B = x.shape[:2]
+    def _set_state0(self, state0, tr: Trace) -> None:
+        T, H, B = tr.gates.shape[0], self.H, tr.h.shape[2]
+        dt = tr.h.dtype
+        tr.c, tr.tanh_c = self.ws.get("c", (T + 1, H, B), dt), self.ws.get("tc", (T, H, B), dt)
+        tr.h[0], tr.c[0] = state0[0].T, state0[1].T
+
+    def _recur(self, p: dict, W_hT: np.ndarray, tr: Trace) -> None:
+        g, h, c, tc = tr.gates, tr.h, tr.c, tr.tanh_c
+        T, GH, B = g.shape
         H = self.H
-        buf = self._buf(T, B, W_h.dtype, {"g": (T, B, 4 * H), "h": (T + 1, B, H), "c": (T + 1, B, H),
-                                          "tc": (T, B, H), "tmp": (B, 4 * H)})
-        g, h, c, tc, tmp = buf["g"], buf["h"], buf["c"], buf["tc"], buf["tmp"]
-        h[0], c[0] = state0
-        self._project(p, x, g)  # (T, B, 4H): x_t W_x + b
+        g4 = g.reshape(T, 4, H, B)
+        tmp, tmpH = self.ws.get("tmp", (GH, B), g.dtype), self.ws.get("tmpH", (H, B), g.dtype)
         for t in range(T):
             gt = g[t]
-            np.matmul(h[t], W_h, out=tmp)  # (B, 4H)
+            np.matmul(W_hT, h[t], out=tmp)  # (4H, B)
             gt += tmp
-            sigmoid(gt[:, : 3 * H], gt[:, : 3 * H])  # i, f, o
-            np.tanh(gt[:, 3 * H :], out=gt[:, 3 * H :])  # g
-            i, f, o, gg = gt[:, :H], gt[:, H : 2 * H], gt[:, 2 * H : 3 * H], gt[:, 3 * H :]
-            np.multiply(f, c[t], out=c[t + 1])
-            np.multiply(i, gg, out=tmp[:, :H])
-            c[t + 1] += tmp[:, :H]
-            np.tanh(c[t + 1], out=tc[t])
+            np.tanh(gt, out=gt)  # i, f, o hold tanh(a/2) (their rows of W were halved), g tanh(a)
+            _half_tanh_to_sigmoid(gt[: 3 * H])
+            i, f, o, gg = g4[t]
+            ct = c[t + 1]
+            np.multiply(f, c[t], out=ct)
+            np.multiply(i, gg, out=tmpH)
+            ct += tmpH
+            np.tanh(ct, out=tc[t])
             np.multiply(o, tc[t], out=h[t + 1])
-        self._x, self._hs, self._cs = x, h, c
-        return h[1:]
 
-    def backward(self, p: dict, dhs: np.ndarray, grads: dict, need_dx: bool = True,
-                 need_dstate0: bool = False, dcs: np.ndarray | None = None):
-        """dhs: d loss / d h_t from above, (T, B, H). Adds into grads; returns d loss / d x.
-
-        Truncated BPTT: no gradient flows into the carried-in state (h_0, c_0).
-        need_dstate0=True leaves d loss / d (h_0, c_0) in self.dstate0; dcs (T, B, H), if
-        given, is d loss / d c_t from outside the layer (an encoder's state read mid-chunk).
-        """
-        W_h = p[self.keys["W_h"]]
-        T, B, H = dhs.shape
-        buf = self._buf(T, B, W_h.dtype, {"da": (T, B, 4 * H), "dtc": (T, B, H), "dh": (B, H),
-                                          "dc": (B, H), "tmpH": (B, H)})
-        g, c, tc = buf["g"], buf["c"], buf["tc"]
-        da, dtc, dh, dc, tmp = buf["da"], buf["dtc"], buf["dh"], buf["dc"], buf["tmpH"]
-        # Activation derivatives for the whole chunk in a few vectorised passes:
-        # sigmoid' = s (1 - s) for i, f, o; tanh' = 1 - g^2; and 1 - tanh(c)^2.
-        activation_grad("sigmoid", g[..., : 3 * H], da[..., : 3 * H])
-        activation_grad("tanh", g[..., 3 * H :], da[..., 3 * H :])
-        activation_grad("tanh", tc, dtc)
-        W_hT = np.ascontiguousarray(W_h.T)  # (4H, H)
+    def _recur_back(self, p: dict, dhs: np.ndarray, tr: Trace, da, _, need_dstate0: bool, dcs, done):
+        W_h = p[self.key_h]
+        T, H, B = dhs.shape
+        g, c, tc = tr.gates, tr.c, tr.tanh_c
+        dt = g.dtype
+        g4, q = g.reshape(T, 4, H, B), da.reshape(T, 4, H, B)
+        qc = self.ws.get("qc", (T, H, B), dt)
+        # Every factor that does not depend on the gradient, for all steps in a few passes:
+        # d a_i = dc g s_i(1-s_i), d a_f = dc c_{t-1} s_f(1-s_f), d a_o = dh tanh(c) s_o(1-s_o),
+        # d a_g = dc i (1-g^2), and dc_t += dh o (1 - tanh(c_t)^2).
+        activation_grad("sigmoid", g[:, : 3 * H], da[:, : 3 * H])
+        q[:, 0] *= g4[:, 3]
+        q[:, 1] *= c[:-1]
+        q[:, 2] *= tc
+        activation_grad("tanh", g4[:, 3], q[:, 3])
+        q[:, 3] *= g4[:, 0]
+        activation_grad("tanh", tc, qc)
+        qc *= g4[:, 2]
+        if dcs is not None:
+            dcs_fm = self.ws.get("dcs", (T, H, B), dt)
+            np.copyto(dcs_fm, dcs.transpose(0, 2, 1))
+        dh, dc, tmp = (self.ws.get(n, (H, B), dt) for n in ("dh", "dc", "tmpH"))
         dh.fill(0)  # d loss / d h_t arriving from step t+1
         dc.fill(0)  # d loss / d c_t arriving from step t+1
         for t in range(T - 1, -1, -1):
-            gt, dat = g[t], da[t]
-            i, f, o, gg = gt[:, :H], gt[:, H : 2 * H], gt[:, 2 * H : 3 * H], gt[:, 3 * H :]
             dh += dhs[t]
             if dcs is not None:
-                dc += dcs[t]
-            np.multiply(dh, o, out=tmp)  # dc_t += dh_t o (1 - tanh(c_t)^2)
-            tmp *= dtc[t]
+                dc += dcs_fm[t]
+            np.multiply(dh, qc[t], out=tmp)
             dc += tmp
-            np.multiply(dh, tc[t], out=tmp)  # d o
-            dat[:, 2 * H : 3 * H] *= tmp
-            np.multiply(dc, gg, out=tmp)  # d i
-            dat[:, :H] *= tmp
-            np.multiply(dc, c[t], out=tmp)  # d f
-            dat[:, H : 2 * H] *= tmp
-            np.multiply(dc, i, out=tmp)  # d g
-            dat[:, 3 * H :] *= tmp
-            dc *= f  # d loss / d c_{t-1}
+            qt = q[t]
+            qt[:2] *= dc  # d a_i, d a_f
+            qt[2] *= dh  # d a_o
+            qt[3] *= dc  # d a_g
+            dc *= g4[t, 1]  # d loss / d c_{t-1} = dc f
+            done(t)
             if t or need_dstate0:
-                np.matmul(dat, W_hT, out=dh)  # d loss / d h_{t-1} through the gates
-        self.dstate0 = (dh.copy(), dc.copy()) if need_dstate0 else None
-        return self._weight_grads(p, grads, buf, buf["h"][:-1], da, da, need_dx)
+                np.matmul(W_h, da[t], out=dh)  # d loss / d h_{t-1} through the gates
+        self.dstate0 = (dh.T.copy(), dc.T.copy()) if need_dstate0 else None
 
     def step(self, p: dict, x: np.ndarray, state: tuple) -> tuple:
         """One time step for generation: x ids (B,) or (B, D), state (h, c) -> new (h, c)."""
         h, c = state
         H = self.H
-        a = self._input_row(p, x) + h @ p[self.keys["W_h"]]  # (B, 4H)
+        a = self._input_row(p, x) + h @ p[self.key_h]  # (B, 4H)
         sigmoid(a[:, : 3 * H], a[:, : 3 * H])
         np.tanh(a[:, 3 * H :], out=a[:, 3 * H :])
         c = a[:, H : 2 * H] * c + a[:, :H] * a[:, 3 * H :]
         return (a[:, 2 * H : 3 * H] * np.tanh(c), c)
 
 
-class GRU(_HiddenState, _Gated):
+class GRU(Cell):
     """One GRU layer; its state is h, (B, H). Gate order r, z, n; b_hn sits inside r * (...)."""
 
+    kind = "gru"
     n_gates = 3
-    param_names = ("W_x", "W_h", "b", "b_hn")
+    extra_params = ("b_hn",)
 
-    def shapes(self) -> dict:
-        shapes = super().shapes()
-        shapes[self.keys["b_hn"]] = (self.H,)
-        return shapes
+    @property
+    def sigmoid_rows(self):
+        return 2 * self.H
 
-    def forward(self, p: dict, x: np.ndarray, h0: np.ndarray) -> np.ndarray:
-        """x: ids (T, B) if embed else (T, B, D); h0 (B, H). Returns h_1..h_T, (T, B, H)."""
-        W_h, b_hn = p[self.keys["W_h"]], p[self.keys["b_hn"]]
-        T, B = x.shape[:2]
+    def _set_state0(self, state0, tr: Trace) -> None:
+        T, H, B = tr.gates.shape[0], self.H, tr.h.shape[2]
+        tr.hn = self.ws.get("hn", (T, H, B), tr.h.dtype)
+        tr.h[0] = state0.T
+
+    def _recur(self, p: dict, W_hT: np.ndarray, tr: Trace) -> None:
+        g, h, hn = tr.gates, tr.h, tr.hn
+        T, GH, B = g.shape
         H = self.H
-        buf = self._buf(T, B, W_h.dtype, {"g": (T, B, 3 * H), "gh": (T, B, 3 * H), "h": (T + 1, B, H),
-                                          "tmp": (B, H)})
-        g, gh, h, tmp = buf["g"], buf["gh"], buf["h"], buf["tmp"]
-        h[0] = h0
-        self._project(p, x, g)  # (T, B, 3H): x_t W_x + b
+        b_hn = p[self.keys["b_hn"]][:, None]
+        g3 = g.reshape(T, 3, H, B)
+        ght = self.ws.get("tmp", (GH, B), g.dtype)
         for t in range(T):
-            gt, ght = g[t], gh[t]
-            np.matmul(h[t], W_h, out=ght)  # (B, 3H): h_r, h_z, h_n
-            ght[:, 2 * H :] += b_hn
-            gt[:, : 2 * H] += ght[:, : 2 * H]
-            sigmoid(gt[:, : 2 * H], gt[:, : 2 * H])  # r, z
-            r, z, n = gt[:, :H], gt[:, H : 2 * H], gt[:, 2 * H :]
-            np.multiply(r, ght[:, 2 * H :], out=tmp)
-            n += tmp
+            np.matmul(W_hT, h[t], out=ght)  # (3H, B): h_r/2, h_z/2, h_n
+            np.add(ght[2 * H :], b_hn, out=hn[t])
+            rz = g[t, : 2 * H]
+            rz += ght[: 2 * H]
+            np.tanh(rz, out=rz)
+            _half_tanh_to_sigmoid(rz)
+            r, z, n = g3[t]
+            ht = h[t + 1]
+            np.multiply(r, hn[t], out=ht)
+            n += ht
             np.tanh(n, out=n)
-            np.subtract(h[t], n, out=h[t + 1])  # h_t = n + z (h_{t-1} - n)
-            h[t + 1] *= z
-            h[t + 1] += n
-        self._x, self._hs = x, h
-        return h[1:]
+            np.subtract(h[t], n, out=ht)  # h_t = n + z (h_{t-1} - n)
+            ht *= z
+            ht += n
 
-    def backward(self, p: dict, dhs: np.ndarray, grads: dict, need_dx: bool = True,
-                 need_dstate0: bool = False):
-        """dhs: d loss / d h_t from above, (T, B, H). Adds into grads; returns d loss / d x.
+    def _grad_buffers(self, T: int, B: int, dt) -> tuple:
+        return self.ws.get("dgx", (T, 3 * self.H, B), dt), self.ws.get("dgh", (T, 3 * self.H, B), dt)
 
-        Truncated BPTT: no gradient flows into the carried-in state h_0. need_dstate0=True
-        leaves d loss / d h_0 in self.dstate0, (B, H).
-        """
-        k = self.keys
-        W_h = p[k["W_h"]]
-        T, B, H = dhs.shape
-        buf = self._buf(T, B, W_h.dtype, {"dgx": (T, B, 3 * H), "dgh": (T, B, 3 * H), "dh": (B, H),
-                                          "tmpH": (B, H), "tmp2": (B, H)})
-        g, gh, h = buf["g"], buf["gh"], buf["h"]
-        dgx, dgh, dh, tmp, tmp2 = buf["dgx"], buf["dgh"], buf["dh"], buf["tmpH"], buf["tmp2"]
-        # Derivatives for the whole chunk: r (1 - r), z (1 - z), 1 - n^2.
-        activation_grad("sigmoid", g[..., : 2 * H], dgx[..., : 2 * H])
-        activation_grad("tanh", g[..., 2 * H :], dgx[..., 2 * H :])
-        W_hT = np.ascontiguousarray(W_h.T)  # (3H, H)
+    def _recur_back(self, p: dict, dhs: np.ndarray, tr: Trace, dgx, dgh, need_dstate0: bool, dcs, done):
+        W_h = p[self.key_h]
+        T, H, B = dhs.shape
+        g, h, hn = tr.gates, tr.h, tr.hn
+        dt = g.dtype
+        g3, q = g.reshape(T, 3, H, B), dgx.reshape(T, 3, H, B)
+        # The factors that do not depend on the gradient, all steps at once:
+        # d a_z = dh (h_{t-1} - n) z(1-z), d a_n = dh (1-z)(1-n^2), d a_r = d a_n hn r(1-r).
+        activation_grad("sigmoid", g[:, : 2 * H], dgx[:, : 2 * H])
+        q[:, 0] *= hn
+        tmpT = self.ws.get("tmpT", (T, H, B), dt)
+        np.subtract(h[:-1], g3[:, 2], out=tmpT)
+        q[:, 1] *= tmpT
+        activation_grad("tanh", g3[:, 2], q[:, 2])
+        np.subtract(1, g3[:, 1], out=tmpT)
+        q[:, 2] *= tmpT
+        dgh3 = dgh.reshape(T, 3, H, B)
+        dh, direct = self.ws.get("dh", (H, B), dt), self.ws.get("tmp2", (H, B), dt)
         dh.fill(0)
         for t in range(T - 1, -1, -1):
-            gt, dgxt, dght = g[t], dgx[t], dgh[t]
-            r, z, n = gt[:, :H], gt[:, H : 2 * H], gt[:, 2 * H :]
             dh += dhs[t]
-            np.subtract(h[t], n, out=tmp)  # d z = dh (h_{t-1} - n)
-            tmp *= dh
-            dgxt[:, H : 2 * H] *= tmp
-            np.subtract(1, z, out=tmp)  # d a_n = dh (1 - z) (1 - n^2)
-            tmp *= dh
-            dgxt[:, 2 * H :] *= tmp
-            np.multiply(dgxt[:, 2 * H :], gh[t][:, 2 * H :], out=tmp)  # d r = d a_n h_n
-            dgxt[:, :H] *= tmp
-            dght[:, : 2 * H] = dgxt[:, : 2 * H]
-            np.multiply(dgxt[:, 2 * H :], r, out=dght[:, 2 * H :])  # d h_n = d a_n r
-            np.multiply(dh, z, out=tmp2)  # the direct path h_{t-1} -> h_t
+            qt = q[t]
+            qt[1:] *= dh  # d a_z, d a_n
+            qt[0] *= qt[2]  # d a_r
+            dgh[t, : 2 * H] = dgx[t, : 2 * H]
+            np.multiply(qt[2], g3[t, 0], out=dgh3[t, 2])  # d h_n = d a_n r
+            done(t)
             if t or need_dstate0:
-                np.matmul(dght, W_hT, out=dh)
-                dh += tmp2
-        self.dstate0 = dh.copy() if need_dstate0 else None
-        grads[k["b_hn"]] += dgh[..., 2 * H :].reshape(T * B, H).sum(axis=0)
-        return self._weight_grads(p, grads, buf, h[:-1], dgx, dgh, need_dx)
+                np.multiply(dh, g3[t, 1], out=direct)  # the path h_{t-1} -> h_t: dh z
+                np.matmul(W_h, dgh[t], out=dh)
+                dh += direct
+        self.dstate0 = dh.T.copy() if need_dstate0 else None
+
+    def _extra_grads(self, grads: dict, dgh2: np.ndarray) -> None:
+        grads[self.keys["b_hn"]] += dgh2[2 * self.H :].sum(axis=1)  # b_hn enters as h_n does
 
     def step(self, p: dict, x: np.ndarray, h: np.ndarray) -> np.ndarray:
         """One time step for generation: x ids (B,) or (B, D), h (B, H) -> the new h."""
         H = self.H
         a = self._input_row(p, x)  # (B, 3H)
-        ah = h @ p[self.keys["W_h"]]
+        ah = h @ p[self.key_h]
         ah[:, 2 * H :] += p[self.keys["b_hn"]]
         rz = a[:, : 2 * H] + ah[:, : 2 * H]
         sigmoid(rz, rz)
@@ -491,4 +619,4 @@ class GRU(_HiddenState, _Gated):
         return n + rz[:, H:] * (h - n)
 
 
-CELL_CLASSES = {"elman": Elman, "lstm": LSTM, "gru": GRU}
+CELL_CLASSES = {cls.kind: cls for cls in (Elman, LSTM, GRU)}

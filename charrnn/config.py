@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import functools
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
@@ -19,11 +21,13 @@ OPTIMIZERS = ("adam", "adagrad", "rmsprop", "sgd")
 LR_SCHEDULES = ("constant", "step", "cosine")
 CLIP_MODES = ("norm", "value")
 DTYPES = ("float32", "float64")
+INITS = ("uniform", "normal", "orthogonal")
 BYTES = "bytes"  # the encoding of a byte-level vocabulary: every byte is one character
 # Fields a resumed run may change (limits, cadences, step size). Every other field shapes
 # the model, the data or the trajectory, so `--resume` refuses a different value.
 MAY_CHANGE_ON_RESUME = ("lr", "clip", "max_steps", "epochs", "max_time", "eval_every", "save_every",
-                        "log_every", "patience")
+                        "log_every", "patience", "keep_every", "sample_every", "sample_length", "sample_temp",
+                        "threads")
 
 
 def _f(default, help, choices=None):
@@ -54,18 +58,31 @@ class Config:
     clip_mode: str = _f("norm", "norm: scale all gradients so their global norm is at most clip; "
                         "value: clip each element to [-clip, clip]", CLIP_MODES)
     patience: Optional[int] = _f(None, "stop early after this many validations without a better loss")
+    init: str = _f("uniform", "weight initialisation: uniform U(-S/sqrt(H), S/sqrt(H)) (the cells' own), "
+                              "normal N(0, S^2), or orthogonal (S x orthogonal blocks); S is init_scale", INITS)
+    init_scale: float = _f(1.0, "S, the scale of the init scheme's weights")
     init_from: Optional[str] = _f(None, "start from this checkpoint's weights (fine-tuning); its cell and sizes are kept")
     max_steps: Optional[int] = _f(None, "stop after this many updates")
     epochs: Optional[float] = _f(None, "stop after this many passes over the training text")
     max_time: Optional[float] = _f(None, "stop after this many seconds of training")
     val_fraction: float = _f(0.05, "fraction of the corpus, taken from its end, held out for validation")
+    val: Optional[list] = _f(None, "validate on these files instead of a held-out tail (the whole corpus then "
+                                   "trains); several allowed: --val a.txt --val b.txt")
     encoding: str = _f("utf-8", "how to read the corpus: a Python codec (utf-8, latin-1, cp1252, utf-16, ...), "
                                 "or bytes for a byte-level vocabulary of any file (also --bytes)")
     eval_every: int = _f(200, "validate every this many updates")
     save_every: int = _f(200, "write latest.npz every this many updates")
     log_every: int = _f(10, "write a row to metrics.jsonl every this many updates")
+    keep_every: Optional[int] = _f(None, "also keep a checkpoint of every this many updates, as step-NNNNNN.npz "
+                                         "(charrnn info lists them)")
+    sample_every: Optional[int] = _f(None, "print a short sample from the current weights every this many updates "
+                                           "(stderr and metrics.jsonl); it does not change the run")
+    sample_length: int = _f(200, "characters in each --sample-every sample")
+    sample_temp: float = _f(0.8, "temperature of the --sample-every samples (their seed is the run's seed)")
     seed: int = _f(0, "random seed for initialisation and sampling of the run")
     dtype: str = _f("float32", "float32, or float64 for exact checks", DTYPES)
+    threads: Optional[int] = _f(None, "CPU threads to compute with: BLAS's and a worker beside the recurrence "
+                                      "(also CHARRNN_THREADS); unset: the CPUs this process may use")
 
     def __post_init__(self):
         self.validate()
@@ -104,8 +121,25 @@ class Config:
             raise ConfigError(f"lr_decay: must be in (0, 1], got {self.lr_decay}")
         if not 0 <= self.lr_min <= self.lr:
             raise ConfigError(f"lr_min: must be in [0, lr], got {self.lr_min}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads: must be at least 1, got {self.threads}")
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"patience: must be at least 1, got {self.patience}")
+        for name in ("keep_every", "sample_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name}: must be at least 1, got {value}")
+        if self.sample_length < 1:
+            raise ConfigError(f"sample_length: must be at least 1, got {self.sample_length}")
+        if self.sample_temp < 0:
+            raise ConfigError(f"sample_temp: must be 0 or more, got {self.sample_temp}")
+        if self.val is not None:
+            if not self.val:
+                raise ConfigError("val: give at least one file, or leave it out")
+            if "-" in self.val:
+                raise ConfigError("val: takes files; '-' (stdin) is for the corpus")
+        if not self.init_scale > 0:
+            raise ConfigError(f"init_scale: must be positive, got {self.init_scale}")
         if self.clip < 0:
             raise ConfigError(f"clip: must be 0 (off) or positive, got {self.clip}")
         try:
@@ -151,32 +185,48 @@ def check_encoding(encoding: str) -> str:
     return encoding
 
 
+@functools.lru_cache(maxsize=None)
+def _field_types() -> dict:
+    """name -> (plain type, whether None is allowed) of every Config field, from its annotation."""
+    types = {}
+    for name, hint in typing.get_type_hints(Config).items():
+        args = typing.get_args(hint)  # Optional[int] is Union[int, None]
+        types[name] = (next(a for a in args if a is not type(None)) if args else hint, type(None) in args)
+    return types
+
+
 def field_type(f: dataclasses.Field) -> type:
     """The plain Python type of a field (int, float or str), Optional stripped."""
-    text = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    for t in (int, float, str):
-        if t.__name__ in text:
-            return t
-    raise TypeError(f"unsupported config field type {text}")
+    return _field_types()[f.name][0]
+
+
+def _optional(f: dataclasses.Field) -> bool:
+    return _field_types()[f.name][1]
 
 
 def _check_type(f: dataclasses.Field, value: Any) -> None:
     # Config(...) built in Python gets the same named error as a YAML file, not a TypeError.
-    if value is None and "Optional" in str(f.type):
+    if value is None and _optional(f):
         return
     t = field_type(f)
     allowed = (int, float) if t is float else t
     if isinstance(value, bool) or not isinstance(value, allowed):
         raise ConfigError(f"{f.name}: expected {t.__name__}, got {type(value).__name__} {value!r}")
+    if t is list and not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{f.name}: expected a list of file names, got {value!r}")
 
 
 def _coerce(name: str, f: dataclasses.Field, value: Any) -> Any:
-    optional = "Optional" in str(f.type)
     if value is None:
-        if optional:
+        if _optional(f):
             return None
         raise ConfigError(f"{name}: a value is required")
     t = field_type(f)
+    if t is list:  # a list of names: one name alone, as YAML `val: held_out.txt`, is a list of one
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        if not all(isinstance(v, str) for v in items):
+            raise ConfigError(f"{name}: expected a file name or a list of them, got {value!r}")
+        return items
     # bool is an int in Python; a YAML `true` for a number is a mistake worth naming.
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ConfigError(f"{name}: expected {t.__name__}, got {type(value).__name__} {value!r}")
@@ -232,5 +282,6 @@ def resolve(config_path: Optional[str] = None, overrides: Optional[dict] = None,
     overrides (None means 'not given')."""
     data = dict(base or {})
     data.update(load_yaml(config_path) if config_path else {})
-    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    # None, or () from a repeatable option, means "not given".
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None and v != ()})
     return Config.from_dict(data)

@@ -161,7 +161,7 @@ def load_corpus(paths, encoding: str = "utf-8") -> Corpus:
 @dataclass
 class Split:
     train: np.ndarray  # (N_train,) ids
-    val: Optional[np.ndarray]  # (N_val,) ids, the tail; None when the corpus is too small
+    val: Optional[object]  # (N_val,) ids, the tail, or a list of them (--val files); None: no validation
     note: str = ""  # why there is no validation split, for the user
 
 
@@ -179,6 +179,29 @@ def split(ids: np.ndarray, val_fraction: float, batch_size: int, seq_len: int) -
     if n_val < 2 or len(ids) - n_val < need:
         return Split(ids, None, f"corpus of {len(ids)} characters is too small for a validation split; training on all of it")
     return Split(ids[:-n_val], ids[-n_val:])
+
+
+def load_val(paths, vocab, encoding: str = "utf-8") -> list:
+    """The ids of each validation file (--val) in the training vocabulary, [(N_i,)].
+
+    A character the training text lacks is an error naming it: the model could only be
+    scored on it as a character it never saw.
+    """
+    from .vocab import describe
+
+    out = []
+    for path in paths:
+        if path == "-":
+            raise CharRNNError("--val takes files; '-' (stdin) is for the corpus")
+        text = read_text(path, encoding)
+        if len(text) < 2:
+            raise CharRNNError(f"the validation file {path} is empty" if not text
+                               else f"the validation file {path} has 1 character; it needs at least 2")
+        missing = vocab.missing(text)
+        if missing:
+            raise CharRNNError(f"the validation file {path} has characters the training text lacks: {describe(missing)}")
+        out.append(vocab.encode(text))
+    return out
 
 
 def min_train_length(batch_size: int, seq_len: int) -> int:

@@ -6,6 +6,7 @@ last step:
     {"step": 200, "epoch": 0.41, "train_loss": 1.83, "val_loss": 1.79, "lr": 0.002,
      "grad_norm": 0.61, "clipped": 0.0, "chars_per_sec": 60210.4, "elapsed": 13.61}
 
+With --sample-every, a row also has "sample": the text drawn at that step.
 train_loss is the mean training loss over the steps since the previous row; val_loss is
 null except on rows where validation ran; clipped is the fraction of those steps whose
 gradient was clipped; chars_per_sec is the mean rate since the start of the run.
@@ -56,6 +57,11 @@ class MetricsRecorder:
                     self._pending["val_exact_match"] = _round(event["val_exact_match"])
             if event.get("best"):  # best.npz was written
                 self._open()
+        elif kind == "sample":  # --sample-every: the sample joins its step's row
+            if self._pending is None and self._last is not None and self._last["step"] == event["step"]:
+                self._pending = self._row(self._last)
+            if self._pending is not None:
+                self._pending["sample"] = event["text"]
         elif kind in ("saving", "save"):
             # Rows up to a checkpoint are on disk before it: a kill between the two leaves
             # rows past the checkpoint, which a resume drops, never a checkpoint past its rows.

@@ -28,9 +28,28 @@ The state carried between chunks is, per layer, h (B, H), or (h, c) for the LSTM
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
-from .cells import CELL_CLASSES, Elman
+from .cells import CELL_CLASSES, Workspace
+
+
+@dataclass
+class ForwardPass:
+    """What backward() needs from the last forward() (the arrays are reused buffers).
+
+    k1: the predicted steps (the last k1 of T); targets: their ids, (k1*B,), step-major;
+    probs: softmax probabilities, feature-major (V, k1*B); top: the output layer's input,
+    (H, k1*B); masks: per layer whose output was dropped, its mask (T, H, B), else None.
+    """
+
+    T: int
+    k1: int
+    targets: np.ndarray
+    probs: np.ndarray
+    top: np.ndarray
+    masks: list = field(default_factory=list)
 
 
 class Model:
@@ -41,21 +60,13 @@ class Model:
         self.V, self.H, self.L = vocab_size, hidden_size, layers
         self.activation, self.cell, self.dropout = activation, cell, dropout
         self.dtype = np.dtype(dtype)
-        self.layers = []
-        for l in range(layers):
-            n_in = vocab_size if l == 0 else hidden_size
-            suffix = f".{l}" if l else ""
-            if cell == "elman":
-                layer = Elman(n_in, hidden_size, activation, embed=(l == 0), suffix=suffix)
-            else:
-                layer = CELL_CLASSES[cell](n_in, hidden_size, embed=(l == 0), suffix=suffix)
-            self.layers.append(layer)
+        cls = CELL_CLASSES[cell]
+        self.layers = [cls(vocab_size if l == 0 else hidden_size, hidden_size, activation=activation,
+                           embed=(l == 0), suffix=f".{l}" if l else "") for l in range(layers)]
         self.params: dict[str, np.ndarray] = {}
         self._grads: dict[str, np.ndarray] | None = None
-        self._out: dict = {}
-        # The dropout masks' generator. The training loop sets it (seeded from config.seed)
-        # and owns its state; a gradient check reseeds it before each forward to fix the masks.
-        self.rng: np.random.Generator | None = None
+        self.ws = Workspace()
+        self.last: ForwardPass | None = None
 
     @classmethod
     def from_config(cls, config, vocab_size: int) -> "Model":
@@ -102,10 +113,11 @@ class Model:
 
     # -- training ---------------------------------------------------------------------
     def forward(self, x: np.ndarray, y: np.ndarray, state: list, train: bool = False,
-                advance: int | None = None) -> tuple[float, list]:
+                advance: int | None = None, rng: np.random.Generator | None = None) -> tuple[float, list]:
         """Mean loss over the (T, B) targets y, and the state to carry into the next chunk.
 
-        train=True applies dropout (when the model has it), with masks drawn from self.rng.
+        train=True applies dropout (when the model has it), with masks drawn from rng, which
+        the caller owns (the training loop seeds it and saves its state with a checkpoint).
         advance=k1 < T is TBPTT(k1, k2=T): the next window starts k1 steps later, so the
         state returned is the one after k1 steps, and only the k1 newest predictions enter
         the loss (the older T - k1 are context the gradient still flows through).
@@ -113,22 +125,29 @@ class Model:
         T, B = x.shape
         k1 = T if advance is None else advance
         drop = train and self.dropout > 0
-        self._dropped = drop
-        h = x
-        new_state = []
+        if drop and rng is None:
+            raise ValueError("dropout needs its generator: forward(..., train=True, rng=...)")
+        h, masks, new_state = x, [], []
         for i, (layer, s0) in enumerate(zip(self.layers, state)):
-            if drop and i:
-                h = self._drop(i - 1, h)
-            h = layer.forward(self.params, h, s0)
+            h = layer.forward(self.params, h, s0, feature_major=True)  # (T, H, B)
             new_state.append(layer.final_state(k1))
+            masks.append(self._drop(i, h, rng) if drop else None)
+            if drop:
+                h = self.ws.get(f"dropped.{i}", h.shape, h.dtype)
+                np.multiply(self.layers[i].trace.h[1:], masks[i], out=h)
+        N = k1 * B
         if drop:
-            h = self._drop(len(self.layers) - 1, h)
-        self._top, self._k1 = h, k1
-        logits = self._logits_buffer(k1 * B)
-        np.matmul(h[T - k1 :].reshape(k1 * B, self.H), self.params["W_hy"], out=logits)  # (k1*B, V)
-        logits += self.params["b_y"]
-        self._y = y[T - k1 :].reshape(-1)
-        loss = softmax_cross_entropy(logits, self._y)  # logits now hold p = softmax(y)
+            top = self.ws.get("topP", (self.H, k1, B), self.dtype)
+            np.copyto(top, h[T - k1 :].transpose(1, 0, 2))
+            top = top.reshape(self.H, N)
+        else:
+            top = self.layers[-1].trace.hP[:, T - k1 + 1 :].reshape(self.H, N)  # h_{T-k1+1}..h_T
+        probs = self.ws.get("probs", (self.V, N), self.dtype)  # logits first, then softmax in place
+        np.matmul(self.params["W_hy"].T, top, out=probs)
+        probs += self.params["b_y"][:, None]
+        targets = y[T - k1 :].reshape(-1)
+        loss = softmax_cross_entropy(probs, targets, axis=0)
+        self.last = ForwardPass(T, k1, targets, probs, top, masks)
         return loss, new_state
 
     def backward(self) -> dict:
@@ -138,51 +157,40 @@ class Model:
         grads = self._grads
         for g in grads.values():
             g.fill(0)
-        p = self._out["logits"][: len(self._y)]
-        N = len(self._y)
-        p[np.arange(N), self._y] -= 1  # d loss / d y = (p - onehot(target)) / N
-        p *= 1.0 / N
-        T, B, H = self._top.shape
-        skip = (T - self._k1) * B  # rows of the context steps, outside the loss
-        top = self._top.reshape(T * B, H)[skip:]
-        np.matmul(top.T, p, out=grads["W_hy"])
-        grads["b_y"] += p.sum(axis=0)
-        dh = self._out.get("dh")
-        if dh is None or dh.shape != (T * B, H) or dh.dtype != self.dtype:
-            dh = self._out["dh"] = np.empty((T * B, H), self.dtype)
-        dh[:skip] = 0
-        np.matmul(p, self.params["W_hy"].T, out=dh[skip:])
-        dh = dh.reshape(T, B, H)
-        top = len(self.layers) - 1
-        if self._dropped:
-            dh *= self._out[f"mask.{top}"]
-        for i in range(top, -1, -1):
-            dh = self.layers[i].backward(self.params, dh, grads, need_dx=i > 0)
-            if i and self._dropped:
-                dh *= self._out[f"mask.{i - 1}"]
+        last = self.last
+        d, N = last.probs, len(last.targets)
+        d[last.targets, np.arange(N)] -= 1  # d loss / d y = (p - onehot(target)) / N
+        d *= 1.0 / N
+        np.matmul(last.top, d.T, out=grads["W_hy"])
+        grads["b_y"] += d.sum(axis=1)
+        T, k1, H = last.T, last.k1, self.H
+        B = N // k1
+        dtop = self.ws.get("dtop", (H, k1, B), self.dtype)
+        np.matmul(self.params["W_hy"], d, out=dtop.reshape(H, N))
+        dh = self.ws.get("dh", (T, H, B), self.dtype)
+        dh[: T - k1] = 0  # the context steps, outside the loss
+        np.copyto(dh[T - k1 :], dtop.transpose(1, 0, 2))
+        for i in range(len(self.layers) - 1, -1, -1):
+            if last.masks[i] is not None:
+                dh *= last.masks[i]
+            dh = self.layers[i].backward(self.params, dh, grads, need_dx=i > 0, feature_major=True)
         return grads
 
-    def _drop(self, j: int, h: np.ndarray) -> np.ndarray:
-        """Inverted dropout of layer j's output h (T, B, H), into a buffer (h is kept for backward)."""
-        if self.rng is None:
-            self.rng = np.random.default_rng(0)
-        mask, out = self._out.get(f"mask.{j}"), self._out.get(f"drop.{j}")
-        if mask is None or mask.shape != h.shape or mask.dtype != h.dtype:
-            mask = self._out[f"mask.{j}"] = np.empty(h.shape, h.dtype)
-            out = self._out[f"drop.{j}"] = np.empty(h.shape, h.dtype)
-        keep = 1.0 - self.dropout
-        self.rng.random(out=mask, dtype=mask.dtype)  # u in [0, 1)
-        mask += keep  # floor(u + keep) is 1 with probability keep, else 0
-        np.floor(mask, out=mask)
-        mask *= 1.0 / keep
-        np.multiply(h, mask, out=out)
-        return out
+    def _drop(self, j: int, h: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Inverted dropout's mask for layer j's output h (T, H, B): 0, or 1 / (1 - P).
 
-    def _logits_buffer(self, n: int) -> np.ndarray:
-        buf = self._out.get("logits")
-        if buf is None or buf.shape[0] < n or buf.dtype != self.dtype:
-            buf = self._out["logits"] = np.empty((n, self.V), self.dtype)
-        return buf[:n]
+        Drawn in (T, B, H) order, so that a seed gives the masks it gave before the layers
+        went feature-major."""
+        T, H, B = h.shape
+        u = self.ws.get(f"uniform.{j}", (T, B, H), h.dtype)
+        mask = self.ws.get(f"mask.{j}", (T, H, B), h.dtype)
+        keep = 1.0 - self.dropout
+        rng.random(out=u, dtype=u.dtype)  # u in [0, 1)
+        u += keep  # floor(u + keep) is 1 with probability keep, else 0
+        np.floor(u, out=u)
+        u *= 1.0 / keep
+        np.copyto(mask, u.transpose(0, 2, 1))
+        return mask
 
     # -- inference --------------------------------------------------------------------
     def loss_sum(self, ids: np.ndarray, state: list, chunk: int | None = None) -> tuple[float, int, list]:
@@ -216,13 +224,16 @@ class Model:
     def run(self, x: np.ndarray, state: list) -> tuple[np.ndarray, list]:
         """Inference over ids x (T, B): the top layer's h_1..h_T (T, B, H) and the state after.
 
-        No loss and nothing kept for a backward pass; the returned array is a reused buffer,
-        valid until the next run or forward.
+        No loss and nothing kept for a backward pass; the returned array is a view of a
+        reused buffer, valid until the next run or forward.
         """
-        h = x
-        new_state = []
+        h, new_state = self._run(x, state)
+        return h.transpose(0, 2, 1), new_state
+
+    def _run(self, x: np.ndarray, state: list) -> tuple[np.ndarray, list]:
+        h, new_state = x, []
         for layer, s0 in zip(self.layers, state):
-            h = layer.forward(self.params, h, s0)
+            h = layer.forward(self.params, h, s0, feature_major=True)  # (T, H, B)
             new_state.append(layer.final_state())
         return h, new_state
 
@@ -233,17 +244,16 @@ class Model:
         does not go through here.
         """
         T, B = x.shape
-        h, new_state = self.run(x, state)
-        logits = self._logits_buffer(T * B)
-        np.matmul(h.reshape(T * B, self.H), self.params["W_hy"], out=logits)  # (T*B, V)
-        logits += self.params["b_y"]
-        return softmax_nll(logits, y.reshape(-1)).reshape(T, B), new_state
+        _, new_state = self._run(x, state)
+        top = self.layers[-1].trace.hP[:, 1:].reshape(self.H, T * B)
+        scores = self.ws.get("probs", (self.V, T * B), self.dtype)
+        np.matmul(self.params["W_hy"].T, top, out=scores)  # (V, T*B)
+        scores += self.params["b_y"][:, None]
+        return softmax_nll(scores, y.reshape(-1), axis=0).reshape(T, B), new_state
 
     def flops_per_char(self) -> int:
         """Training FLOPs per character: forward and the two backward products, one-hot as a gather."""
-        H, V, L = self.H, self.V, self.L
-        G = {"elman": 1, "lstm": 4, "gru": 3}[self.cell]
-        return 6 * (G * L * H * H + G * (L - 1) * H * H + H * V)
+        return sum(layer.flops_per_char() for layer in self.layers) + 6 * self.H * self.V
 
 
 def map_state(fn, state: list) -> list:
@@ -251,25 +261,27 @@ def map_state(fn, state: list) -> list:
     return [tuple(fn(a) for a in s) if isinstance(s, tuple) else fn(s) for s in state]
 
 
-def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray) -> float:
-    """Mean -log softmax(logits)[target] over rows; leaves softmax probabilities in logits."""
-    target_logit, sums = _exp_shifted(logits, targets)
-    loss = float(np.mean(np.log(sums) - target_logit))
-    logits /= sums.astype(logits.dtype)[:, None]
+def softmax_cross_entropy(scores: np.ndarray, targets: np.ndarray, axis: int = 1) -> float:
+    """Mean -log softmax(scores)[target] over the rows of scores (N, V), or its columns with
+    axis=0 (V, N); leaves the softmax probabilities in scores."""
+    target_score, sums = _exp_shifted(scores, targets, axis)
+    loss = float(np.mean(np.log(sums) - target_score))
+    scores /= np.expand_dims(sums.astype(scores.dtype), axis)
     return loss
 
 
-def softmax_nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """-log softmax(logits)[target] per row, float64 (N,); logits (N, V) are overwritten."""
-    target_logit, sums = _exp_shifted(logits, targets)
-    return np.log(sums) - target_logit
+def softmax_nll(scores: np.ndarray, targets: np.ndarray, axis: int = 1) -> np.ndarray:
+    """-log softmax(scores)[target] per row of scores (N, V), or per column with axis=0,
+    float64 (N,); scores are overwritten."""
+    target_score, sums = _exp_shifted(scores, targets, axis)
+    return np.log(sums) - target_score
 
 
-def _exp_shifted(logits: np.ndarray, targets: np.ndarray) -> tuple:
-    """In place logits -> exp(logits - row max); returns the shifted target logits and the
-    row sums, both float64 (the max shift keeps exp() from overflowing)."""
-    rows = np.arange(logits.shape[0])
-    logits -= logits.max(axis=1, keepdims=True)
-    target_logit = logits[rows, targets].astype(np.float64)
-    np.exp(logits, out=logits)
-    return target_logit, logits.sum(axis=1, dtype=np.float64)
+def _exp_shifted(scores: np.ndarray, targets: np.ndarray, axis: int) -> tuple:
+    """In place scores -> exp(scores - max along axis); returns the shifted target scores and
+    the sums along axis, both float64 (the max shift keeps exp() from overflowing)."""
+    scores -= scores.max(axis=axis, keepdims=True)
+    others = np.arange(scores.shape[1 - axis])
+    picked = scores[targets, others] if axis == 0 else scores[others, targets]
+    np.exp(scores, out=scores)
+    return picked.astype(np.float64), scores.sum(axis=axis, dtype=np.float64)

@@ -17,7 +17,12 @@ import numpy as np
 
 
 def global_norm(grads: dict) -> float:
-    return float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads.values())))
+    norm = float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads.values())))
+    if math.isinf(norm) and all(np.all(np.isfinite(g)) for g in grads.values()):
+        # Finite gradients whose squares overflow float32 (a norm past 1.8e19: exploding
+        # gradients) still have a norm, and clipping can still scale them down.
+        norm = float(np.sqrt(sum(float(np.vdot(g.astype(np.float64), g.astype(np.float64))) for g in grads.values())))
+    return norm
 
 
 def clip_by_global_norm(grads: dict, max_norm: float) -> tuple[float, bool]:

@@ -73,10 +73,14 @@ class Progress:
         if kind == "info":
             self.message(event["message"])
         elif kind == "start" and not self.quiet:
-            self.message(
-                f"{event['params']:,} parameters, vocabulary {event['vocab_size']}, "
-                f"{event['train_chars']:,} training and {event['val_chars']:,} validation characters"
-            )
+            if "train_pairs" in event:  # an encoder-decoder (train --pairs)
+                self.message(f"{event['params']:,} parameters; {event['train_chars']:,} target characters to train on, "
+                             f"{event['val_chars']:,} to validate")
+            else:
+                self.message(
+                    f"{event['params']:,} parameters, vocabulary {event['vocab_size']}, "
+                    f"{event['train_chars']:,} training and {event['val_chars']:,} validation characters"
+                )
             from tqdm import tqdm
 
             self.limits.max_steps = event["max_steps"]
@@ -97,6 +101,9 @@ class Progress:
                 post["exact"] = f"{self.val_exact:.1%}"
             self.bar.set_postfix(post, refresh=False)
             self.bar.update(int(self.limits.fraction(*self.where) * BAR_UNITS) - self.bar.n)
+        elif kind == "sample":
+            # Above the bar on a terminal; in a log, between the validation lines.
+            self.message(f"--- sample at step {event['step']} ---\n{event['text'].rstrip()}")
         elif kind == "eval":
             self.val_loss = event["val_loss"]
             self.val_exact = event.get("val_exact_match")

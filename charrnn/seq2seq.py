@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cells import CELL_CLASSES, Elman
+from .cells import CELL_CLASSES
 from .model import softmax_cross_entropy
 
 START, END = "\x02", "\x03"  # start-of-text and end-of-text: the decoder's markers in the target vocabulary
@@ -37,10 +37,7 @@ def _stack(cell: str, n_in: int, H: int, layers: int, activation: str) -> list:
     for l in range(layers):
         suffix = f".{l}" if l else ""
         d = n_in if l == 0 else H
-        if cell == "elman":
-            out.append(Elman(d, H, activation, embed=(l == 0), suffix=suffix))
-        else:
-            out.append(CELL_CLASSES[cell](d, H, embed=(l == 0), suffix=suffix))
+        out.append(CELL_CLASSES[cell](d, H, activation=activation, embed=(l == 0), suffix=suffix))
     return out
 
 
@@ -236,10 +233,3 @@ class Seq2Seq:
         nll = -np.log(np.maximum(self._p[np.arange(len(self._y)), self._y].astype(np.float64), 1e-300))
         row = self._mask % batch.size  # the column (pair) of each real position
         return np.bincount(row, weights=nll, minlength=batch.size)
-
-    def flops_per_target_char(self, src_per_tgt: float = 1.0) -> int:
-        """Rough training FLOPs per target char (forward and the two backward products)."""
-        G = {"elman": 1, "lstm": 4, "gru": 3}[self.cell]
-        H, L = self.H, self.L
-        per_char = G * L * H * H + G * (L - 1) * H * H
-        return int(6 * (per_char * (1 + src_per_tgt) + H * self.Vt))

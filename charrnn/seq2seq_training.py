@@ -22,7 +22,7 @@ from . import optim
 from .config import Config
 from .errors import CharRNNError, CheckpointError, DivergenceError
 from .metrics import FILENAME as METRICS_FILE, MetricsRecorder
-from .pairs import Batcher, Encoded, padding_share, read_pairs, split_validation, vocabularies
+from .pairs import Batcher, Encoded, padding_share, split_validation, vocabularies
 from .seq2seq import Seq2Seq
 from .training import Interrupted, Result, _check_out_dir, _kept, fan_out, _progress, _stop_signals, text_hash
 from .translate import score_encoded

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -67,12 +67,33 @@ def char_scores(model, vocab, text: str, top_k: int = 5) -> CharScores:
     return CharScores(text, losses, top_ids, top_probs)
 
 
-def hidden_states(model, vocab, text: str) -> np.ndarray:
-    """The top layer's hidden state after each character, (N, H) float32."""
+def hidden_states(model, vocab, text: str, layer: Optional[int] = None, cell: bool = False) -> np.ndarray:
+    """A layer's hidden state h (or, with cell=True, an LSTM's cell state c) after each
+    character, (N, H) float32; layer defaults to the top one."""
     ids = _ids(vocab, text)
+    top = len(model.layers) - 1
+    layer = top if layer is None else layer
+    if not 0 <= layer <= top:
+        raise CharRNNError(f"layer {layer} does not exist: the model has layers 0..{top}")
+    if cell and model.cell != "lstm":
+        raise CharRNNError(f"only an LSTM has a cell state; this model's cell is {model.cell}")
     out = np.empty((len(ids), model.H), dtype=np.float32)
-    for start, h in _top_states(model, ids):
-        out[start : start + h.shape[0]] = h
+    if layer == top and not cell:  # the fast path: whole chunks through Model.run
+        for start, h in _top_states(model, ids):
+            out[start : start + h.shape[0]] = h
+        return out
+    return _stepwise(model, ids, layer, cell, out)
+
+
+def _stepwise(model, ids: np.ndarray, layer: int, cell: bool, out: np.ndarray) -> np.ndarray:
+    """Any layer's h, or c: one character at a time through Model.step, which returns every
+    layer's state ((h, c) for an LSTM); slower than Model.run, but through the model's public
+    interface."""
+    state = model.zero_state(1)
+    for i in range(len(ids)):
+        _, state = model.step(ids[i : i + 1], state)
+        s = state[layer]
+        out[i] = (s[1] if cell else s[0])[0] if isinstance(s, tuple) else s[0]
     return out
 
 

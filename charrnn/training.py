@@ -18,12 +18,13 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import checkpoint as ckpt
-from . import finetune, optim
+from . import finetune, history, optim, previews
 from .config import Config
-from .data import Corpus, Streams, load_corpus, split
+from .data import Corpus, Split, Streams, load_corpus, load_val, split
 from .errors import CharRNNError, CheckpointError, DivergenceError
 from .scoring import score_ids
 from .metrics import FILENAME as METRICS_FILE, MetricsRecorder
+from .initialization import initial_model
 from .model import Model
 from .resume import RunState, check_same_run, load_latest
 from .vocab import Vocab
@@ -94,6 +95,7 @@ def prepare_out(out: str, force: bool = False, resume: bool = False) -> None:
     not cost a training run) and remove what a crash mid-save left there."""
     if not resume:
         _check_out_dir(out, force)
+        history.forget(out)  # --force: the replaced run's step-N checkpoints go with its latest.npz
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as exc:
@@ -139,12 +141,17 @@ class Run:
             self.fine_tune = finetune.start(config, self.vocab, self.ids)
             self.config, self.vocab, self.ids = self.fine_tune.config, self.fine_tune.vocab, self.fine_tune.ids
         config = self.config
-        self.data = split(self.ids, config.val_fraction, config.batch_size, config.seq_len)
+        self.data = split(self.ids, 0.0 if config.val else config.val_fraction, config.batch_size, config.seq_len)
+        if config.val:  # --val files instead of a tail: the whole corpus trains
+            self.data = Split(self.data.train, load_val(config.val, self.vocab, config.encoding))
         self.streams = Streams(self.data.train, config.batch_size, config.seq_len, config.tbptt_stride)
         self.model = self.opt = self.state = None  # made by start()
         self.after_update: list = []
         self.after_validate: list = []
         self.after_save: list = []
+        self.after_step: list = []  # fn(run): the step is done (updated, validated), not yet saved
+        history.attach(self)
+        previews.attach(self)
 
     def start(self) -> "Run":
         """The model (initialised, fine-tuned or restored), its optimizer and the run's state."""
@@ -157,19 +164,19 @@ class Run:
         if self.fine_tune is not None:
             self.model = self.fine_tune.model
         else:
-            self.model = Model.from_config(config, len(self.vocab)).init(config.seed)
+            self.model = initial_model(config, len(self.vocab))
         # Dropout's masks come from their own generator, so changing dropout leaves the
-        # initialisation alone; its state is model.rng.bit_generator.state.
-        self.model.rng = np.random.default_rng([config.seed, 1])
+        # initialisation alone; update() passes it to the model's training forward.
+        self.dropout_rng = np.random.default_rng([config.seed, 1])
         self.opt = optim.from_config(config, self.model.params)
         # Every generator the loop draws from is in the state, to be saved and restored.
-        self.state = RunState(hidden=self.model.zero_state(config.batch_size), rngs={"dropout": self.model.rng})
+        self.state = RunState(hidden=self.model.zero_state(config.batch_size), rngs={"dropout": self.dropout_rng})
         if self.saved is not None:
             self.state.restore(self.saved, config, self.model, self.opt, streams.chunks_per_epoch)
             self.state.best_val = _best_seen(self.best, self.state.best_val)
             self.emit({"kind": "info", "message": f"resuming {self.latest} at step {self.state.step} "
                                                   f"(epoch {self.state.step / streams.chunks_per_epoch:.2f})"})
-        val_chars = 0 if self.data.val is None else int(len(self.data.val))
+        val_chars = sum(len(v) for v in val_sets(self.data.val))
         self.meta = {"config": config.to_dict(), "corpus_sha256": self.corpus.sha256,
                      "corpus_chars": len(self.ids), "train_chars": int(len(self.data.train)), "val_chars": val_chars}
         self.emit({"kind": "start", "vocab_size": len(self.vocab), "params": self.model.num_params(),
@@ -198,6 +205,8 @@ class Run:
                 done = self.finished(self.update())
                 if self.data.val is not None and (run.step % config.eval_every == 0 or done or stop.signum):
                     done = self.validate(done)
+                for hook in self.after_step:
+                    hook(self)
                 if run.step % config.save_every == 0 or done or stop.signum:
                     self.save_latest()
                 if stop.signum:
@@ -211,7 +220,7 @@ class Run:
         if run.chunk == streams.chunks_per_epoch:  # a new epoch starts from the streams' beginning
             run.chunk, run.hidden = 0, model.zero_state(config.batch_size)
         x, y = streams.chunk(run.chunk)
-        loss, new_state = model.forward(x, y, run.hidden, train=True, advance=streams.S)
+        loss, new_state = model.forward(x, y, run.hidden, train=True, advance=streams.S, rng=self.dropout_rng)
         grads = model.backward()
         norm, clipped = optim.clip(grads, config.clip, config.clip_mode)
         if not (math.isfinite(loss) and math.isfinite(norm)):
@@ -373,15 +382,27 @@ def _progress(step: int, max_steps: Optional[int], elapsed: float, config: Confi
     return min(1.0, max(by_steps, by_time))
 
 
-def validation_loss(model: Model, val_ids: np.ndarray) -> float:
-    streams = max(1, min(128, len(val_ids) // VAL_STREAM_CHARS))
-    return score_ids(model, val_ids, streams=streams).loss
+def validation_loss(model: Model, val) -> float:
+    """The loss on the validation tail, or on several --val texts together (per character)."""
+    scores = []
+    for ids in val_sets(val):
+        streams = max(1, min(128, len(ids) // VAL_STREAM_CHARS))
+        scores.append(score_ids(model, ids, streams=streams))
+    if len(scores) == 1:
+        return scores[0].loss
+    return sum(s.loss * s.predictions for s in scores) / sum(s.predictions for s in scores)
+
+
+def val_sets(val) -> list:
+    """The validation texts' ids as a list: none, the tail, or the --val files."""
+    return [] if val is None else val if isinstance(val, list) else [val]
 
 
 def _check_out_dir(out: str, force: bool) -> None:
     if os.path.exists(out) and not os.path.isdir(out):
         raise CharRNNError(f"--out {out} exists and is not a directory")
     existing = [n for n in ("latest.npz", "best.npz") if os.path.exists(os.path.join(out, n))]
+    existing += history.kept(out)
     if existing and not force:
         raise CharRNNError(
             f"{out}/ already holds checkpoints ({', '.join(existing)}); "

@@ -40,7 +40,7 @@ class Translation:
 
 
 def require_seq2seq(checkpoint, command: str = "translate"):
-    if getattr(checkpoint, "task", "lm") != "seq2seq":
+    if checkpoint.task != "seq2seq":
         raise CharRNNError(f"{command} needs an encoder-decoder checkpoint (charrnn train --pairs); "
                            f"{checkpoint.path or 'this checkpoint'} is a language model (use charrnn sample)")
     return checkpoint
@@ -230,11 +230,10 @@ class PairScore:
 def evaluate_pairs(checkpoint, pairs, batch_size: int = 256, max_length: Optional[int] = None) -> PairScore:
     """Per-char target loss (teacher forcing) and greedy exact-match accuracy on `pairs` (a pairs.Pairs)."""
     from .checkpoint import as_checkpoint
-    from .pairs import Encoded, sorted_batches
+    from .pairs import Encoded
 
     ck = require_seq2seq(as_checkpoint(checkpoint), "eval --pairs")
-    model = ck.model() if not hasattr(checkpoint, "encode_states") else checkpoint
-    return score_encoded(model, Encoded(pairs, ck.src_vocab, ck.vocab), batch_size,
+    return score_encoded(ck.model(), Encoded(pairs, ck.src_vocab, ck.vocab), batch_size,
                          max_length or int(ck.meta.get("max_output", 0)) or None)
 
 

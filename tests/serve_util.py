@@ -11,10 +11,10 @@ from charrnn.serve import make_server
 
 
 @contextlib.contextmanager
-def running_server(directory, checkpoint=None, host="127.0.0.1"):
+def running_server(directory, checkpoint=None, host="127.0.0.1", allow_hosts=()):
     """Yield the server (bound to port 0, serving in a thread); shut down afterwards."""
     logged = []
-    server = make_server(directory, checkpoint, host=host, port=0, log=logged.append)
+    server = make_server(directory, checkpoint, host=host, port=0, log=logged.append, allow_hosts=allow_hosts)
     server.logged = logged
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()

@@ -97,10 +97,13 @@ def test_generate_streams_and_stop_stops_the_server(page, server):
     assert "seed 1" in page.inner_text("#gen-info")
 
 
-def test_inspect_tints_hovers_and_shows_a_unit(page, server, trained_dir):
+def test_inspect_tints_hovers_and_shows_a_unit(page, server, trained_dir, tmp_path):
     reference = charrnn.evaluate(ckpt.load(os.path.join(trained_dir, "best.npz")), TEXT)
     page.goto(url(server, "inspect"))
-    page.fill("#insp-text", TEXT)
+    upload = tmp_path / "upload.txt"
+    upload.write_text(TEXT, encoding="utf-8")
+    page.set_input_files("#insp-file", str(upload))  # an uploaded file fills the text box
+    page.wait_for_function(f"document.getElementById('insp-text').value.length === {len(TEXT)}")
     page.click("#insp-go")
     page.wait_for_function(f"document.querySelectorAll('#insp-out span').length === {len(TEXT)}")
     assert f"{reference.loss:.4f} nats/char" in page.inner_text("#insp-summary")

@@ -1,7 +1,7 @@
 """LSTM and GRU layers, stacked layers and dropout: gradients against central differences.
 
 Every check is float64, on small random shapes, with a random carried-in state, over every
-element of every parameter, and, with dropout, with the masks fixed by reseeding model.rng.
+element of every parameter, and, with dropout, with the masks fixed by passing a freshly seeded generator.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ def _check_gradients(model: Model, x, y, state, train: bool) -> float:
     """The largest relative error between backward() and central differences, over all parameters."""
 
     def loss():
-        model.rng = np.random.default_rng(7)  # the same dropout masks at every evaluation
-        return model.forward(x, y, state, train=train)[0]
+        # the same dropout masks at every evaluation
+        return model.forward(x, y, state, train=train, rng=np.random.default_rng(7))[0]
 
     loss()
     grads = {k: g.copy() for k, g in model.backward().items()}
@@ -74,8 +74,8 @@ def test_gradients_with_dropout_masks_fixed(cell):
     state = _random_state(model, rng)
     _check_gradients(model, x, y, state, train=True)
     # The masks did something: the training loss differs from the evaluation loss.
-    model.rng = np.random.default_rng(7)
-    assert model.forward(x, y, state, train=True)[0] != model.forward(x, y, state)[0]
+    rng = np.random.default_rng(7)
+    assert model.forward(x, y, state, train=True, rng=rng)[0] != model.forward(x, y, state)[0]
 
 
 def test_dropout_is_inverted_and_training_only():
@@ -84,9 +84,8 @@ def test_dropout_is_inverted_and_training_only():
     state = model.zero_state(B)
     a = model.forward(x, y, state)[0]
     assert model.forward(x, y, state)[0] == a  # no dropout outside training
-    model.rng = np.random.default_rng(0)
-    model.forward(x, y, state, train=True)
-    mask = model._out["mask.0"]
+    model.forward(x, y, state, train=True, rng=np.random.default_rng(0))
+    mask = model.last.masks[0]
     assert set(np.unique(mask)) <= {0.0, 2.0}  # kept units are scaled by 1 / (1 - p)
     assert 0 < (mask == 0).mean() < 1
 
@@ -141,3 +140,71 @@ def test_parameter_names_per_cell_and_layer():
     assert names("elman") == sorted(["W_xh", "W_hh", "b_h", "W_xh.1", "W_hh.1", "b_h.1", "W_hy", "b_y"])
     assert names("lstm") == sorted(["W_x", "W_h", "b", "W_x.1", "W_h.1", "b.1", "W_hy", "b_y"])
     assert names("gru") == sorted(["W_x", "W_h", "b", "b_hn", "W_x.1", "W_h.1", "b.1", "b_hn.1", "W_hy", "b_y"])
+
+
+def test_every_cell_has_a_plain_reference_recurrence():
+    """A cell removed (or added without its reference) fails here rather than being skipped."""
+    from charrnn import reference
+    from charrnn.cells import CELL_CLASSES
+
+    assert set(CELL_CLASSES) == {"elman", "lstm", "gru"}
+    assert {kind: cls.kind for kind, cls in CELL_CLASSES.items()} == {k: k for k in CELL_CLASSES}
+    assert set(reference.RECURRENCES) == set(CELL_CLASSES)
+
+
+@pytest.mark.parametrize("cell,activation", [("elman", "tanh"), ("elman", "relu"), ("elman", "sigmoid"),
+                                             ("gru", "tanh"), ("lstm", "tanh")])
+def test_each_layer_forward_is_its_plain_float64_recurrence(cell, activation):
+    from charrnn import reference
+
+    rng = np.random.default_rng(4)
+    V, H, T, B = 5, 6, 7, 3
+    model = Model(V, H, activation, layers=2, cell=cell, dtype="float64").init(3)
+    x = rng.integers(0, V, (T, B))
+    for layer in model.layers:  # the second layer's input is the first's output
+        out = layer.forward(model.params, x, layer.zero_state(B, np.float64))
+        hs, _ = reference.RECURRENCES[layer.kind](layer, reference.params_of(layer, model.params), x)
+        np.testing.assert_allclose(out, hs[1:], rtol=1e-12, atol=1e-14)
+        x = out.copy()
+
+
+def test_dropout_needs_its_generator():
+    """The masks' generator is an argument: no hidden default seed."""
+    model, rng = _model("gru", 2, dropout=0.3)
+    x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
+    with pytest.raises(ValueError, match="generator"):
+        model.forward(x, y, model.zero_state(B), train=True)
+    model.forward(x, y, model.zero_state(B), train=False)  # no dropout, no generator needed
+
+
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+def test_each_cell_names_its_kind_and_gate_count(cell):
+    model = Model(V, H, cell=cell)
+    layer = model.layers[0]
+    assert layer.kind == cell
+    assert layer.shapes()[layer.key_h] == (H, layer.n_gates * H)
+    assert model.flops_per_char() == 6 * layer.n_gates * H * H + 6 * H * V
+
+
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+def test_gradients_bitwise_the_same_with_or_without_the_worker_thread(cell, monkeypatch):
+    """The weight products run in blocks, on a worker thread or inline: the same bits either way."""
+    from charrnn import cells, threads
+
+    monkeypatch.setattr(cells, "BLOCK_COLUMNS", 3)  # several blocks, the last one short
+    monkeypatch.setattr(cells, "WORKER_MIN_BLOCK", 0)  # the worker takes even these small ones
+    before = threads.threads()
+    grads = []
+    try:
+        for n in (1, 2):
+            threads.set_threads(n)
+            model = Model(V, 6, layers=2, cell=cell, dropout=0.2).init(1)
+            rng = np.random.default_rng(2)
+            x, y = rng.integers(0, V, (7, 2)), rng.integers(0, V, (7, 2))
+            model.forward(x, y, model.zero_state(2), train=True, rng=np.random.default_rng(3))
+            grads.append({k: g.copy() for k, g in model.backward().items()})
+    finally:
+        threads.set_threads(before)
+    for k in grads[0]:
+        assert np.array_equal(grads[0][k], grads[1][k]), k
+        assert np.abs(grads[0][k]).max() > 0, k

@@ -149,6 +149,8 @@ BAD_REQUESTS = [
     ("POST", "/api/score", {"text": "ROMEO", "top": 11}, 422, "top must be in [1, 10]"),
     ("POST", "/api/activations", {"text": "ROMEO", "units": [10_000]}, 422, "unit 10000 does not exist"),
     ("POST", "/api/activations", {"text": "ROMEO", "units": "all"}, 422, "units must be a list of integers"),
+    ("POST", "/api/activations", {"text": "ROMEO", "layer": 1}, 422, "layer must be in [0, 0], got 1"),
+    ("POST", "/api/activations", {"text": "ROMEO", "state": "c"}, 422, "state 'c' is an LSTM's cell state"),
     ("POST", "/api/activations", {"text": "ROMEO", "units": list(range(65))}, 413, "over the limit of 64"),
     ("POST", "/api/score", b"x" * (api.MAX_BODY + 1), 413, f"over the limit of {api.MAX_BODY}"),
     ("GET", "/api/metrics?since=-3", None, 422, "since must be a row number"),
@@ -360,3 +362,68 @@ def test_cli_serve_port_in_use(served_dir):
                              capture_output=True, text=True)
     assert res.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_an_encoder_decoder_is_refused_by_name(tmp_path):
+    from charrnn.config import Config
+    from charrnn.seq2seq_training import train_pairs
+
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("".join(f"{w}\t{w[::-1]}\n" for w in ["ab", "abc", "ca", "bca", "cab"] * 20))
+    train_pairs(Config(cell="lstm", hidden_size=8, batch_size=4, max_steps=4, eval_every=2, save_every=2,
+                       val_fraction=0.1), str(pairs), out=str(tmp_path / "run"))
+    with running_server(str(tmp_path / "run")) as server:
+        info = _info(server)
+        assert info["default"] is None and "needs a language model" in info["models"]["best"]["error"]
+        assert request(server, "POST", "/api/score", {"text": "abc"})[0] == 503
+
+
+def test_activations_of_any_layer_and_an_lstm_cell_state(tmp_path, tiny_corpus):
+    from conftest import tiny_config
+
+    charrnn.train(tiny_config(cell="lstm", layers=2, max_steps=20), tiny_corpus, out=str(tmp_path / "run"))
+    c = ckpt.load(str(tmp_path / "run" / "best.npz"))
+    with running_server(str(tmp_path / "run")) as server:
+        status, a, _ = request(server, "POST", "/api/activations", {"text": TEXT, "layer": 0, "state": "c", "units": [2]})
+        assert status == 200 and a["layer"] == 0 and a["state"] == "c"
+        expected = hidden_states(c.model(), c.vocab, TEXT, layer=0, cell=True)[:, 2]
+        np.testing.assert_allclose(a["values"][0], expected, atol=1e-3)
+        assert request(server, "POST", "/api/activations", {"text": TEXT})[1]["layer"] == 1  # the top by default
+
+
+def test_allowed_hosts_rule():
+    from charrnn.serve.server import allowed_hosts
+
+    loopback = allowed_hosts("127.0.0.1", 8000)
+    assert all(map(loopback, ["127.0.0.1:8000", "localhost:8000", "[::1]:8000"]))
+    assert not any(map(loopback, ["10.0.0.5:8000", "example.com:8000", "127.0.0.1:8001", "127.0.0.1", ""]))
+    everywhere = allowed_hosts("0.0.0.0", 8000, ["box.lan"])
+    assert all(map(everywhere, ["10.0.0.5:8000", "[fe80::1]:8000", "box.lan:8000", "BOX.LAN:8000"]))
+    assert not any(map(everywhere, ["evil.example:8000", "10.0.0.5:80", "box.lan"]))
+    assert allowed_hosts("127.0.0.1", 80)("localhost")  # the default port may be left out
+
+
+def test_allow_host_names_a_host_the_user_vouches_for(served_dir):
+    with running_server(served_dir, allow_hosts=["box.lan"]) as server:
+        assert request(server, "GET", "/api/info", headers={"Host": f"box.lan:{port_of(server)}"})[0] == 200
+        assert request(server, "GET", "/api/info", headers={"Host": f"other.lan:{port_of(server)}"})[0] == 403
+
+
+def test_serve_finds_the_model_the_readme_names(tmp_path, monkeypatch):
+    from charrnn.cli import DEFAULT_DIR, MAKE_TRAIN_DIR, serve_source
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    makefile = open(os.path.join(repo, "Makefile")).read()
+    assert f"MODEL_DIR := {MAKE_TRAIN_DIR}\n" in makefile  # where `make train` puts its model
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHARRNN_CHECKPOINT", raising=False)
+    assert serve_source(None, None) == (DEFAULT_DIR, None)
+    os.makedirs(MAKE_TRAIN_DIR)
+    assert serve_source(None, None) == (MAKE_TRAIN_DIR, None)  # a fresh clone after make train
+    os.makedirs(DEFAULT_DIR)
+    assert serve_source(None, None) == (DEFAULT_DIR, None)  # your own runs come first
+    monkeypatch.setenv("CHARRNN_CHECKPOINT", "runs/a/best.npz")
+    assert serve_source(None, None) == ("runs/a", None)
+    monkeypatch.setenv("CHARRNN_CHECKPOINT", "runs/a/step-100.npz")
+    assert serve_source(None, None) == ("runs/a", "runs/a/step-100.npz")
+    assert serve_source("other", None) == ("other", None) and serve_source(None, "x/y.npz") == ("x", "x/y.npz")

@@ -93,3 +93,66 @@ def test_cli_inspect_bad_input(trained_ckpt, tmp_path, text, message):
     path.write_text(text)
     res = CliRunner().invoke(main, ["inspect", str(path), "--checkpoint", trained_ckpt])
     assert res.exit_code == 1 and res.stderr.strip() == f"Error: {message}"
+
+
+def test_cli_inspect_tints_on_a_terminal(trained_ckpt, tmp_path):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    path = tmp_path / "t.txt"
+    path.write_text(TEXT)
+    master, slave = pty.openpty()
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+        proc = subprocess.run([sys.executable, "-m", "charrnn", "inspect", str(path), "--checkpoint", trained_ckpt],
+                              stdout=slave, stderr=subprocess.PIPE, env=env, timeout=60)
+        os.set_blocking(master, False)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except (BlockingIOError, OSError):
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 0 and b"\x1b[30;48;5;" in out
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", out.decode()).replace("\r\n", "\n")  # the pty adds \r
+    assert plain == TEXT
+
+
+@pytest.fixture(scope="module")
+def lstm2(tmp_path_factory, tiny_corpus):
+    from conftest import tiny_config
+
+    out = tmp_path_factory.mktemp("lstm2") / "run"
+    charrnn.train(tiny_config(cell="lstm", layers=2, max_steps=20), tiny_corpus, out=str(out))
+    c = ckpt.load(str(out / "best.npz"))
+    return c, c.model(), c.vocab
+
+
+def test_any_layer_and_the_cell_state(lstm2):
+    from charrnn.surprise import _stepwise
+
+    _, model, vocab = lstm2
+    ids = vocab.encode(TEXT).astype(np.intp)
+    top = hidden_states(model, vocab, TEXT)
+    np.testing.assert_allclose(_stepwise(model, ids, 1, False, np.empty_like(top)), top, atol=1e-5)
+    _, final = model.run(ids[:, None], model.zero_state(1))  # every layer's (h, c) after the text
+    h0, c0 = hidden_states(model, vocab, TEXT, layer=0), hidden_states(model, vocab, TEXT, layer=0, cell=True)
+    np.testing.assert_allclose(h0[-1], final[0][0][0], atol=1e-5)
+    np.testing.assert_allclose(c0[-1], final[0][1][0], atol=1e-5)
+    assert not np.allclose(h0, c0)
+    with pytest.raises(charrnn.CharRNNError, match="layer 2 does not exist: the model has layers 0..1"):
+        hidden_states(model, vocab, TEXT, layer=2)
+
+
+def test_only_an_lstm_has_a_cell_state(loaded):
+    _, model, vocab = loaded
+    with pytest.raises(charrnn.CharRNNError, match="only an LSTM has a cell state"):
+        hidden_states(model, vocab, TEXT, cell=True)

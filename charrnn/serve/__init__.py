@@ -16,7 +16,8 @@ from ..errors import CharRNNError
 
 
 def make_server(directory: str = "checkpoints", checkpoint: Optional[str] = None, host: str = "127.0.0.1",
-                port: int = 8000, log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)):
+                port: int = 8000, log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+                allow_hosts=()):
     """A started model store and a bound (not yet serving) server; port 0 picks a free port."""
     from .server import Server
     from .store import ModelStore
@@ -27,10 +28,11 @@ def make_server(directory: str = "checkpoints", checkpoint: Optional[str] = None
         raise CharRNNError(f"checkpoint not found: {checkpoint}")
     store = ModelStore(directory, checkpoint, log=log).start()
     try:
-        return Server((host, port), store, directory)
+        return Server((host, port), store, directory, allow_hosts)
     except OSError as exc:
         store.stop()
-        hint = " (another server is there: pick another --port, or 0 for any free one)" if exc.errno == errno.EADDRINUSE else ""
+        in_use = exc.errno == errno.EADDRINUSE
+        hint = " (another server is there: pick another --port, or 0 for any free one)" if in_use else ""
         raise CharRNNError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
 
 
@@ -40,9 +42,9 @@ def url_of(server) -> str:
 
 
 def run(directory: str = "checkpoints", checkpoint: Optional[str] = None, host: str = "127.0.0.1",
-          port: int = 8000, echo: Callable[[str], None] = print) -> None:
+        port: int = 8000, echo: Callable[[str], None] = print, allow_hosts=()) -> None:
     """Serve until interrupted (KeyboardInterrupt propagates, after the socket is closed)."""
-    server = make_server(directory, checkpoint, host, port)
+    server = make_server(directory, checkpoint, host, port, allow_hosts=allow_hosts)
     info = server.store.info()
     default = info["default"]
     what = (f"{server.store.entries[default].path} (step {info['models'][default].get('step')})" if default

@@ -107,7 +107,7 @@ def model_text(checkpoint, text: str) -> str:
     """What a user typed, as the model's characters (a byte-level model's are UTF-8 bytes)."""
     from ..data import model_text as convert
 
-    return convert(text, getattr(checkpoint.config, "encoding", "utf-8"))
+    return convert(text, checkpoint.config.encoding)
 
 
 def known_text(vocab, text: str, what: str) -> None:
@@ -137,13 +137,15 @@ def sample_request(store, body: dict) -> dict:
     top_p = f.number("top_p", 1.0, 0.0, 1.0) if "top_p" in body else None
     penalty = f.number("repetition_penalty", 1.0, 1.0, 100.0)
     if 0 < rate < 1:  # a pace slower than that would hold a thread for hours
-        raise ApiError(422, f"rate must be 0 (as fast as drawn) or from 1 to {MAX_RATE:,} characters per second, got {rate:g}")
+        raise ApiError(422, f"rate must be 0 (as fast as drawn) or from 1 to {MAX_RATE:,} characters per second, "
+                            f"got {rate:g}")
     known_text(checkpoint.vocab, prime, "the prime")
     if stop_at:
         known_text(checkpoint.vocab, stop_at, "stop_at")
     try:
-        gen = Generation(*model_and_vocab(checkpoint, "sample"), 1, length, temperature, prime, seed, top_k, stop_at=stop_at, logprobs=True,
-                         top_p=top_p, repetition_penalty=penalty)
+        # A model of its own (Checkpoint.model() shares the weights): models reuse buffers.
+        gen = Generation(*model_and_vocab(checkpoint, "charrnn serve"), 1, length, temperature, prime, seed, top_k,
+                         stop_at=stop_at, logprobs=True, top_p=top_p, repetition_penalty=penalty)
     except CharRNNError as exc:
         raise ApiError(422, str(exc)) from None
     return dict(name=name, step=checkpoint.meta.get("step"), gen=gen, rate=rate)
@@ -192,17 +194,22 @@ def score(store, body: dict) -> dict:
             "losses": [None] + [round(float(x), 4) for x in s.losses[1:]], "top": top_pairs}
 
 
-ACTIVATION_FIELDS = ("text", "units", "count", "model")
+ACTIVATION_FIELDS = ("text", "units", "count", "layer", "state", "model")
 
 
 def activations(store, body: dict) -> dict:
-    """The top layer's hidden units over a text: the most varying ones, and the values of some."""
+    """A layer's hidden units (h, or an LSTM's c) over a text: the most varying ones, and some values."""
     from .. import surprise
 
     f = Fields(body, ACTIVATION_FIELDS)
     name, checkpoint = model_for(store, f)
     text, count = model_text(checkpoint, f.text("text", MAX_TEXT)), f.integer("count", 20, 1, MAX_UNITS)
-    H = int(checkpoint.meta["config"]["hidden_size"])
+    config = checkpoint.config
+    H, layers = config.hidden_size, config.layers
+    layer = f.integer("layer", layers - 1, 0, layers - 1)
+    kind = f.choice("state", ("h", "c")) or "h"
+    if kind == "c" and config.cell != "lstm":
+        raise ApiError(422, f"state 'c' is an LSTM's cell state; this model's cell is {config.cell}")
     units = body.get("units")
     if units is not None:
         if not isinstance(units, list) or not all(isinstance(u, int) and not isinstance(u, bool) for u in units):
@@ -215,10 +222,11 @@ def activations(store, body: dict) -> dict:
     if not text:
         raise ApiError(422, "the text is empty")
     known_text(checkpoint.vocab, text, "the text")
-    states = surprise.hidden_states(checkpoint.model(), checkpoint.vocab, text)  # (N, H)
+    states = surprise.hidden_states(checkpoint.model(), checkpoint.vocab, text, layer, kind == "c")  # (N, H)
     varying = surprise.most_varying(states, count)
     chosen = units if units is not None else [u for u, _ in varying]
-    return {"model": name, "step": checkpoint.meta.get("step"), "hidden_size": H, "chars": list(text),
+    return {"model": name, "step": checkpoint.meta.get("step"), "hidden_size": H, "layer": layer, "state": kind,
+            "chars": list(text),
             "varying": [{"unit": u, "std": round(s, 4)} for u, s in varying],
             "units": chosen, "values": [[round(v, 3) for v in states[:, u].tolist()] for u in chosen]}
 

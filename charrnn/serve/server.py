@@ -42,14 +42,14 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True  # Ctrl-C does not wait for open connections
     request_queue_size = 128  # a burst of clients connecting at once is queued, not refused
 
-    def __init__(self, address, store, directory: str):
+    def __init__(self, address, store, directory: str, names=()):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6  # --host :: or ::1
         super().__init__(address, Handler)
         self.store, self.directory = store, directory
         self.static = {path: (resources.files(__package__).joinpath("static", name).read_bytes(), ctype)
                        for path, (name, ctype) in STATIC.items()}
-        self.allowed_hosts = allowed_hosts(address[0], self.server_address[1])
+        self.allowed_hosts = allowed_hosts(address[0], self.server_address[1], names)
         self.generating = 0  # samples being generated now (visible in /api/info)
         self.lock = threading.Lock()
 
@@ -59,15 +59,16 @@ class Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-def allowed_hosts(host: str, port: int):
+def allowed_hosts(host: str, port: int, extra=()):
     """A predicate on a Host header's value: this server's own address, by name or IP.
 
     Bound to a loopback address: 127.0.0.1, localhost or [::1], with the port. Bound to a
     specific address: that address too. Bound to all interfaces (0.0.0.0, ::): any IP
-    literal, since DNS rebinding needs a host name.
+    literal, since DNS rebinding needs a host name. `extra`: names the user vouches for
+    (--allow-host), such as the machine's own name on the network.
     """
     any_ip = host in ("0.0.0.0", "::", "")
-    names = {"localhost", "127.0.0.1", "[::1]", host.lower(), f"[{host.lower()}]"}
+    names = {"localhost", "127.0.0.1", "[::1]", host.lower(), f"[{host.lower()}]", *(n.lower() for n in extra)}
 
     def ok(value: str) -> bool:
         value = value.strip().lower()
@@ -104,6 +105,7 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch("POST")
 
     def _dispatch(self, method: str) -> None:
+        self._streaming = False
         try:
             if not self._host_ok():
                 raise api.ApiError(403, "this server answers only to its own address (Host or Origin header refused)")
@@ -120,7 +122,10 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         except Exception:  # noqa: BLE001  a bug must not take the server down or leak a traceback
             traceback.print_exc(file=sys.stderr)
-            self._send_json({"error": "internal error (see the server's log)", "status": 500}, 500)
+            if self._streaming:  # too late for a status: end the stream by closing it
+                self.close_connection = True
+            else:
+                self._send_json({"error": "internal error (see the server's log)", "status": 500}, 500)
 
     def _host_ok(self) -> bool:
         ok = self.server.allowed_hosts
@@ -250,6 +255,7 @@ class Handler(BaseHTTPRequestHandler):
         for k, v in SECURITY_HEADERS.items():
             self.send_header(k, v)
         self.end_headers()
+        self._streaming = True
         try:
             for event in events:
                 line = (to_json(event) + "\n").encode("utf-8")

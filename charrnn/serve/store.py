@@ -82,7 +82,7 @@ class ModelStore:
 
     def refresh(self) -> None:
         """Load every watched file that changed since it was last tried."""
-        from ..checkpoint import load
+        from ..checkpoint import load, require_lm
 
         for entry in self.entries.values():
             stamp = _stamp(entry.path)
@@ -92,11 +92,12 @@ class ModelStore:
             try:
                 if self._confined and not inside(entry.path, self.directory):
                     raise CharRNNError(f"{entry.path} points outside {self.directory}/; not loaded")
-                checkpoint = load(entry.path)
+                checkpoint = require_lm(load(entry.path), "charrnn serve")
             except CharRNNError as exc:
                 kept = entry.checkpoint
                 with self._lock:
-                    entry.error = str(exc) + (f"; still serving the model from step {kept.meta.get('step')}" if kept else "")
+                    still = f"; still serving the model from step {kept.meta.get('step')}" if kept else ""
+                    entry.error = str(exc) + still
                 self.log(f"charrnn serve: {entry.error}")
                 continue
             with self._lock:

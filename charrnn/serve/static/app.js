@@ -76,6 +76,7 @@ async function refreshInfo() {
     status.textContent += ` — ${errors.join("; ")}`;
     status.classList.add("error");
   }
+  fillLayers();
   onModels();
 }
 
@@ -93,6 +94,8 @@ async function generate(event) {
     length: Number($("gen-length").value || 0), rate: Number($("gen-rate").value),
   };
   if ($("gen-topk").value) body.top_k = Number($("gen-topk").value);
+  if ($("gen-topp").value) body.top_p = Number($("gen-topp").value);
+  if ($("gen-penalty").value) body.repetition_penalty = Number($("gen-penalty").value);
   if ($("gen-seed").value !== "") body.seed = Number($("gen-seed").value);
   const ctrl = new AbortController();
   generation = ctrl;
@@ -164,7 +167,7 @@ async function inspect(event) {
   try {
     const [score, acts] = await Promise.all([
       (await api("/api/score", { text, top: 5 })).json(),
-      (await api("/api/activations", { text, count: 12 })).json(),
+      (await api("/api/activations", { text, count: 12, ...layerChoice() })).json(),
     ]);
     inspected = { score, acts, unit: null };
   } catch (e) {
@@ -175,6 +178,57 @@ async function inspect(event) {
   const s = inspected.score;
   $("insp-summary").textContent = `${fmt(s.loss, 4)} nats/char · ${fmt(s.bits_per_char, 4)} bits/char · ` +
     `${s.predictions} predictions (${s.model}.npz, step ${s.step}) — hover a character for the model's next guesses`;
+  listUnits();
+  $("insp-modes").hidden = false;
+  document.querySelector("input[name=insp-mode][value=surprise]").checked = true;
+  drawInspected();
+}
+
+// Which layer's state the units come from: {layer, state} from the select ("1:h", "0:c").
+function layerChoice() {
+  const value = $("insp-layer").value;
+  if (!value) return {};
+  const [layer, state] = value.split(":");
+  return { layer: Number(layer), state };
+}
+
+// The layers (and an LSTM's cell states) of the default model, in the Inspect view's select.
+function fillLayers() {
+  const m = info && info.default ? info.models[info.default] : null;
+  const select = $("insp-layer");
+  const key = m ? `${m.name}:${m.config.layers}:${m.config.cell}` : "";
+  if (select.dataset.key === key) return;
+  select.dataset.key = key;
+  select.textContent = "";
+  if (!m) return;
+  const L = m.config.layers || 1;
+  for (let l = L - 1; l >= 0; l--) {
+    for (const state of m.config.cell === "lstm" ? ["h", "c"] : ["h"]) {
+      const o = document.createElement("option");
+      o.value = `${l}:${state}`;
+      o.textContent = `layer ${l}${l === L - 1 ? " (top)" : ""}, ${state === "c" ? "cell state c" : "h"}`;
+      select.appendChild(o);
+    }
+  }
+}
+
+async function changeLayer() {
+  if (!inspected) return;
+  try {
+    inspected.acts = await (await api("/api/activations",
+      { text: inspected.score.chars.join(""), count: 12, ...layerChoice() })).json();
+  } catch (e) {
+    $("insp-summary").textContent = e.message;
+    $("insp-summary").classList.add("error");
+    return;
+  }
+  inspected.unit = null;
+  listUnits();
+  document.querySelector("input[name=insp-mode][value=surprise]").checked = true;
+  drawInspected();
+}
+
+function listUnits() {
   const units = $("insp-units");
   units.textContent = "";
   for (const v of inspected.acts.varying) {
@@ -185,16 +239,14 @@ async function inspect(event) {
     b.addEventListener("click", () => showUnit(v.unit));
     units.appendChild(b);
   }
-  $("insp-modes").hidden = false;
-  document.querySelector("input[name=insp-mode][value=surprise]").checked = true;
-  drawInspected();
 }
 
 async function showUnit(unit) {
   const acts = inspected.acts;
   if (!acts.units.includes(unit)) {
     try {
-      const extra = await (await api("/api/activations", { text: inspected.score.chars.join(""), units: [unit] })).json();
+      const extra = await (await api("/api/activations",
+        { text: inspected.score.chars.join(""), units: [unit], ...layerChoice() })).json();
       acts.units.push(unit);
       acts.values.push(extra.values[0]);
     } catch (e) {
@@ -237,7 +289,8 @@ function showTooltip(event) {
   const rows = score.top[i].map(([c, p]) =>
     `<tr><td>${escapeHtml(show(c))}</td><td>${(100 * p).toFixed(1)}%</td><td><span class="bar" data-w="${p}"></span></td></tr>`);
   const loss = score.losses[i] === null ? "not predicted (first character)" : `${score.losses[i].toFixed(3)} nats`;
-  const act = unit === null ? "" : `<div>unit ${unit}: ${acts.values[acts.units.indexOf(unit)][i].toFixed(3)}</div>`;
+  const act = unit === null ? "" : `<div>unit ${unit} (layer ${acts.layer} ${acts.state}): ` +
+    `${acts.values[acts.units.indexOf(unit)][i].toFixed(3)}</div>`;
   tip.innerHTML = `<div>${escapeHtml(show(score.chars[i]))}: ${loss}</div>${act}<div>next:</div><table>${rows.join("")}</table>`;
   for (const bar of tip.querySelectorAll(".bar")) bar.style.width = `${Math.round(80 * Number(bar.dataset.w))}px`;
   tip.style.left = `${Math.min(event.clientX + 14, window.innerWidth - 220)}px`;
@@ -358,6 +411,7 @@ $("gen-stop").addEventListener("click", stopGeneration);
 $("gen-temp").addEventListener("input", () => { $("gen-temp-value").textContent = Number($("gen-temp").value).toFixed(2); });
 $("insp-form").addEventListener("submit", inspect);
 $("insp-file").addEventListener("change", readUpload);
+$("insp-layer").addEventListener("change", changeLayer);
 $("insp-out").addEventListener("mouseover", showTooltip);
 $("insp-out").addEventListener("mouseleave", () => { $("tooltip").hidden = true; });
 $("insp-unit").addEventListener("change", () => {
