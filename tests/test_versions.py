@@ -13,10 +13,12 @@ def read(path: str) -> str:
 
 
 def declared_floors() -> dict:
-    """{'numpy': '1.22', ...}: every `name>=version` in pyproject.toml's dependency lists."""
+    """{'numpy': '1.22', ...}: each `name>=version` of the runtime dependencies and the test
+    extra, what .ci/versions.sh installs (other extras are optional and not pinned)."""
     text = read("pyproject.toml")
-    return {name.lower(): version for name, version in re.findall(r'"([A-Za-z][\w.-]*)>=([\d.]+)"', text)
-            if name.lower() != "setuptools" and name.lower() not in ("matplotlib", "playwright")}
+    runtime = re.search(r"^dependencies = \[(.*?)\]", text, re.S | re.M).group(1)
+    test = re.search(r"^test = \[(.*?)\]", text, re.M).group(1)
+    return {name.lower(): version for name, version in re.findall(r'"([A-Za-z][\w.-]*)>=([\d.]+)"', runtime + test)}
 
 
 def pinned_lowest() -> dict:
