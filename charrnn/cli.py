@@ -336,6 +336,9 @@ def sample(ctx, checkpoint, temperature, length, prime, seed, top_k, top_p, repe
     enc = model.config.encoding
     prime = read_text("-", enc) if prime == "-" else model_text(prime, enc)
     stop_at = model_text(unescape(stop_at), enc) if stop_at is not None else None
+    unseen = model.vocab.missing(prime) if enc == BYTES else []
+    if unseen:  # name bytes as bytes: 0xc3, not the 'Ã' that stands for it in the vocabulary
+        raise click.ClickException("the prime has bytes the model never saw: " + ", ".join(f"0x{ord(c):02x}" for c in unseen))
     if beam is not None:
         found = likeliest(model, beam, length, prime, stop_at, repetition_penalty)
         if as_json:

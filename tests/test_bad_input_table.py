@@ -42,6 +42,8 @@ CASES = [
      "hidden_size: must be at least 1, got 0"),
     ("train-hidden-not-int", ["train", "corpus.txt", "--hidden-size", "abc"], None, 2,
      "Invalid value for '--hidden-size': 'abc' is not a valid integer"),
+    ("train-unknown-activation", ["train", "corpus.txt", "--activation", "softmax"], None, 2,
+     "Invalid value for '--activation': 'softmax' is not one of"),
     ("train-unknown-optimizer", ["train", "corpus.txt", "--optimizer", "adamw"], None, 2,
      "Invalid value for '--optimizer': 'adamw' is not one of"),
     ("train-negative-lr", ["train", "corpus.txt", "--out", "new", "--lr", "-1"], None, 1,
@@ -145,6 +147,9 @@ CASES = [
      "--beam searches for the likeliest text instead of drawing: --top-k does not apply"),
     # -- eval ---------------------------------------------------------------------------
     ("eval-missing-file", ["eval", "missing.txt"], None, 1, "file not found: missing.txt"),
+    ("eval-not-utf8", ["eval", "latin1.txt"], None, 1, "latin1.txt is not valid UTF-8: byte 0xe9 at offset 3"),
+    ("eval-missing-checkpoint", ["eval", "corpus.txt", "--checkpoint", "missing.npz"], None, 1,
+     "checkpoint not found: missing.npz"),
     ("eval-unknown-chars", ["eval", "other.txt"], None, 1, "the text has characters the model never saw: 'Q', 'x'"),
     ("eval-stdin-not-utf8", ["eval", "-"], b"\xc3(", 1, "<stdin> is not valid UTF-8: byte 0xc3 at offset 0"),
     ("eval-one-char", ["eval", "one.txt"], None, 1, "need at least 2 characters to score, got 1"),
@@ -158,6 +163,7 @@ CASES = [
      "truncated.npz is damaged and cannot be read"),
     ("gradflow-two-comparisons", ["gradflow", "corpus.txt", "--compare-inits", "--compare-activations"], None, 2,
      "--compare-activations and --compare-inits are two different pictures; give one"),
+    ("no-such-command", ["no-such-command"], None, 2, "No such command 'no-such-command'"),
     # -- info ---------------------------------------------------------------------------
     ("info-missing", ["info", "missing.npz"], None, 1, "checkpoint not found: missing.npz"),
     ("info-empty-dir", ["info", "adir"], None, 1, "no checkpoints in adir/"),
@@ -234,8 +240,9 @@ def check_error(stderr: str, status: int, expected: str) -> None:
         assert errors[0].endswith("--help')"), stderr
 
 
-def test_the_table_is_big_enough():
-    assert len(CASES) >= 25
+def test_the_table_names_each_case_once_and_covers_the_commands():
+    ids = [case_id for case_id, *_ in CASES]
+    assert len(set(ids)) == len(ids), "a repeated id hides a case in pytest's report"
     commands = {argv[0] for _, argv, *_ in CASES}
     assert {"train", "sample", "eval"} <= commands
 

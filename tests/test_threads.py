@@ -42,6 +42,16 @@ def test_without_threadpoolctl_blas_threads_go_through_the_environment():
     assert out.stdout.split() == ["2", "False"]  # half of 5, set before numpy was imported
 
 
+def test_set_before_numpy_loads_with_threadpoolctl_too():
+    pytest.importorskip("threadpoolctl")
+    code = ("from charrnn import threads; threads.set_threads(3)\n"  # threadpoolctl sees no BLAS yet
+            "import numpy, threadpoolctl\n"
+            "print(sorted({lib['num_threads'] for lib in threadpoolctl.threadpool_info() if lib['user_api'] == 'blas'}))")
+    env = {k: v for k, v in os.environ.items() if not k.endswith("NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.stdout.strip() == "[1]", out.stderr
+
+
 def test_with_threadpoolctl_blas_threads_are_set_at_once(restore_threads):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     import numpy  # noqa: F401  (loaded: the environment would be too late)
