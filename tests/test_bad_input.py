@@ -95,7 +95,10 @@ def test_train_divergence_keeps_the_checkpoints(tiny_corpus, guarded):
 def test_huge_but_finite_loss_is_not_a_traceback(tiny_corpus, tmp_path):
     result = invoke("train", tiny_corpus, *FLAGS, "--lr", "1e30", "--clip", "0", "--eval-every", "5",
                     "--out", tmp_path / "o")
-    assert result.exit_code == 0, result.output
+    # Whether float32 sums of squares this large overflow depends on numpy's summation (numpy
+    # 1.22's gradient norm does, 2.x's does not): either training goes on, or it stops in one line.
+    if result.exit_code:
+        assert_error(result, "diverged", "--lr")
 
 
 # -- sample -------------------------------------------------------------------------------
