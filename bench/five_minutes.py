@@ -55,8 +55,11 @@ def write_heldout(corpus: str, config_path: str, path: str) -> int:
     return len(text)
 
 
+THREADS: dict = {}  # environment for both sides: the same number of threads, when --threads is given
+
+
 def run(cmd: list) -> str:
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, **THREADS})
     if out.returncode:
         raise SystemExit(f"failed ({out.returncode}): {' '.join(cmd)}\n{out.stderr.strip()[-2000:]}")
     return out.stdout
@@ -115,7 +118,11 @@ def main(argv=None):
     ap.add_argument("--corpus", default=CORPUS, help="[default: data/shakespeare-full.txt.xz]")
     ap.add_argument("--config", action="append", help="race only these configs [default: configs/shakespeare-*.yaml]")
     ap.add_argument("--out", default=os.path.join(REPO, "five-minutes"), help="runs, held-out text, results.json")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="BLAS / torch threads on both sides [default: each library's own choice]")
     a = ap.parse_args(argv)
+    if a.threads:  # OpenBLAS for charrnn; torch reads OMP_NUM_THREADS for its intra-op pool
+        THREADS.update({v: str(a.threads) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
     if subprocess.run([a.peer_python, "-c", "import torch"], capture_output=True).returncode:
         raise SystemExit(f"no torch in {a.peer_python}: run `make peer` first, or pass --peer-python")
     os.makedirs(a.out, exist_ok=True)
@@ -138,7 +145,7 @@ def main(argv=None):
             print(f"  {side}: {r['steps']} updates, {r['chars_per_sec']:,.0f} chars/s, held-out "
                   f"{r['heldout_loss']:.4f} ({time.perf_counter() - t0:.0f} s in all)", file=sys.stderr, flush=True)
     with open(os.path.join(a.out, "results.json"), "w", encoding="utf-8") as fh:
-        json.dump({"seconds": a.seconds, "corpus": os.path.relpath(os.path.abspath(a.corpus), REPO),
+        json.dump({"seconds": a.seconds, "threads": a.threads, "corpus": os.path.relpath(os.path.abspath(a.corpus), REPO),
                    "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
                    "rows": rows}, fh, indent=1)
     print(table(rows))

@@ -26,7 +26,9 @@ usage:
   .venv-peer/bin/python bench/torch_peer.py sample --model peer.pt [--length 1000] [--temp 0.8] [--prime TEXT] [--seed N]
   .venv-peer/bin/python bench/torch_peer.py sample --hidden-size 512 --vocab-size 84 --speed   # untrained, for speed
 
-train prints one JSON line on stdout: steps, elapsed, chars_per_sec, train_loss, best_val_loss, ...
+train prints one JSON line on stdout: steps, elapsed, chars_per_sec (every update, validation
+included, as charrnn train reports it), steady_chars_per_sec (after the first 3 updates, for
+speed comparisons), train_loss, best_val_loss, ...
 """
 from __future__ import annotations
 
@@ -162,6 +164,7 @@ def train(config: Config, corpus: list, out: str, quiet: bool = False) -> dict:
     step, chunk, state, best, best_state, loss = 0, 0, None, None, None, float("nan")
     net.train()
     start = time.perf_counter()
+    warm = None  # (time, step) after the first 3 updates, whose one-off set-up costs are not speed
     while True:
         if chunk == streams.chunks_per_epoch:  # a new epoch starts from zero states
             chunk, state = 0, None
@@ -187,6 +190,8 @@ def train(config: Config, corpus: list, out: str, quiet: bool = False) -> dict:
                     p.mul_(1.0 - lr * config.weight_decay)
         opt.step()
         step, chunk, loss = step + 1, chunk + 1, loss_t.item()
+        if step == 3:
+            warm = (time.perf_counter(), step)
         if not math.isfinite(loss):
             raise CharRNNError(f"training diverged at step {step}: the loss is not finite")
         elapsed = time.perf_counter() - start
@@ -200,11 +205,14 @@ def train(config: Config, corpus: list, out: str, quiet: bool = False) -> dict:
                 print(f"peer step {step} loss {loss:.4f} val {val:.4f} {elapsed:.0f}s", file=sys.stderr, flush=True)
         if done:
             break
-    elapsed = time.perf_counter() - start
+    end = time.perf_counter()
+    elapsed = end - start
+    steady = (step - warm[1]) * config.batch_size * config.seq_len / (end - warm[0]) if warm and step > 3 else None
     _save(out, config, data.vocab.chars, best_state or net.state_dict(), step, best)
     return {"side": "torch", "torch": torch.__version__, "threads": torch.get_num_threads(),
             "cell": config.cell, "steps": step, "elapsed": round(elapsed, 3),
             "chars_per_sec": round(step * config.batch_size * config.seq_len / elapsed, 1),
+            "steady_chars_per_sec": None if steady is None else round(steady, 1),
             "train_loss": loss, "best_val_loss": best, "out": out}
 
 
