@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
-"""charrnn against the PyTorch CPU peer, in turns (A B A B ...), on this machine, in one run.
+"""charrnn against the PyTorch peer (bench/torch_peer.py), in turns, on this machine, in one run.
 
-The peer scripts are ../shared/bench/torch_ref.py (training) and torch_sample.py (sampling).
-torch is never a dependency of charrnn: point --torch-python at a Python that has it
-(e.g. a throwaway venv with `pip install torch==2.13.0`); without one, the torch side is
-skipped with a message and only charrnn's figures are printed.
+For every cell and shape asked for, each round trains charrnn and then the peer with the same
+recipe (Adam, clip 5, T=64, the same corpus through the same data code, no validation) for
+--steps updates, and reads each side's own chars/s; then it samples one stream of the cell at
+H=512 on each side. The table shows the median of the rounds of each side and their ratio
+(charrnn / torch). Alternating A B A B lets drift on a shared machine hit both sides alike.
 
-usage: python bench/compare_torch.py [--torch-python PY] [--rounds 3] [--corpus FILE]
+torch is never a dependency of charrnn: `make peer` builds .venv-peer (torch 2.13.0 CPU),
+the default --peer-python. Without torch the peer's side is skipped with a message.
+
+usage: python bench/compare_torch.py [--cell elman --cell lstm ...] [--shape 256x32 ...]
+         [--rounds 3] [--steps 30] [--threads N] [--corpus FILE] [--peer-python PY] [--json]
 """
 from __future__ import annotations
 
@@ -17,54 +22,63 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-SHARED_BENCH = os.path.join(os.path.dirname(REPO), "shared", "bench")
-SHAPES = [(512, 64, 64), (256, 32, 64)]
+PEER = os.path.join(HERE, "torch_peer.py")
+CELLS = ("elman", "lstm", "gru")
+SCRATCH = tempfile.mkdtemp(prefix="compare-torch-")  # the peer saves its model here
+SHAPES = ("256x32", "512x64")  # H x B
 
 CHARRNN_TRAIN = """
 import json, sys
-from charrnn.bench import train_speed
+corpus, cell, H, B, T, steps, threads = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:8])
+from charrnn import threads as th
+th.set_threads(threads or None)  # before numpy loads
 from charrnn.config import Config
-H, B, T, V, steps = map(int, sys.argv[1:6])
-cfg = Config(hidden_size=H, batch_size=B, seq_len=T, lr=2e-3)
-print(json.dumps({"chars_per_sec": train_speed(cfg, V, seconds=0, warmup=3, steps=steps)}))
+from charrnn.training import Run
+config = Config(cell=cell, hidden_size=H, batch_size=B, seq_len=T, max_steps=steps, val_fraction=0,
+                eval_every=10**9, save_every=10**9, log_every=10**9)
+print(json.dumps({"chars_per_sec": Run(config, corpus, out=None).train().chars_per_sec}))
 """
 CHARRNN_SAMPLE = """
 import json, sys
+cell, H, V, threads = sys.argv[1], *map(int, sys.argv[2:5])
+from charrnn import threads as th
+th.set_threads(threads or None)
 from charrnn.bench import sample_speed
 from charrnn.config import Config
-H, V = map(int, sys.argv[1:3])
-print(json.dumps({"chars_per_sec": sample_speed(Config(hidden_size=H), V, 1, chars=3000)}))
+print(json.dumps({"chars_per_sec": sample_speed(Config(cell=cell, hidden_size=H), V, 1, chars=3000)}))
 """
 
 
-def run(cmd: list, env: dict | None = None) -> str:
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, **(env or {})})
+def run(cmd: list) -> str:
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": REPO})
     if out.returncode:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{out.stderr.strip()}")
-    return out.stdout
+    return out.stdout + out.stderr
 
 
-def charrnn_train(H, B, T, V, steps):
-    return json.loads(run([sys.executable, "-c", CHARRNN_TRAIN, str(H), str(B), str(T), str(V), str(steps)]))["chars_per_sec"]
+def charrnn_train(corpus, cell, H, B, T, steps, threads) -> float:
+    text = run([sys.executable, "-c", CHARRNN_TRAIN, corpus, cell, *map(str, (H, B, T, steps, threads))])
+    return json.loads(text.strip().splitlines()[-1])["chars_per_sec"]
 
 
-def torch_train(py, corpus, H, B, T, steps):
-    text = run([py, os.path.join(SHARED_BENCH, "torch_ref.py"), corpus, "--hidden", str(H),
-                "--batch", str(B), "--seq", str(T), "--steps", str(steps)])
-    return float(re.search(r"chars/s=([\d.]+)", text).group(1))
+def torch_train(py, corpus, cell, H, B, T, steps, threads) -> float:
+    text = run([py, PEER, "train", corpus, "--cell", cell, "--hidden-size", str(H), "--batch-size", str(B),
+                "--seq-len", str(T), "--max-steps", str(steps), "--val-fraction", "0", "--quiet",
+                "--out", os.path.join(SCRATCH, "peer.pt"), "--threads", str(threads)])
+    return json.loads(next(line for line in text.splitlines() if line.startswith("{")))["chars_per_sec"]
 
 
-def charrnn_sample(H, V):
-    # As `charrnn sample` runs: one BLAS thread unless the user set OPENBLAS_NUM_THREADS.
-    env = {"OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}
-    return json.loads(run([sys.executable, "-c", CHARRNN_SAMPLE, str(H), str(V)], env))["chars_per_sec"]
+def charrnn_sample(cell, H, V, threads) -> float:
+    return json.loads(run([sys.executable, "-c", CHARRNN_SAMPLE, cell, str(H), str(V), str(threads)]))["chars_per_sec"]
 
 
-def torch_sample(py, H):
-    text = run([py, os.path.join(SHARED_BENCH, "torch_sample.py"), str(H)])
+def torch_sample(py, cell, H, V, threads) -> float:
+    text = run([py, PEER, "sample", "--cell", cell, "--hidden-size", str(H), "--vocab-size", str(V),
+                "--length", "3000", "--speed", "--seed", "0", "--threads", str(threads)])
     return float(re.search(r"chars/s=([\d.]+)", text).group(1))
 
 
@@ -75,41 +89,64 @@ def has_torch(py) -> bool:
         return False
 
 
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--torch-python", default=os.environ.get("TORCH_PYTHON", "python3"))
+    ap.add_argument("--cell", action="append", choices=CELLS, help="repeatable [default: all three]")
+    ap.add_argument("--shape", action="append", help="HxB, repeatable [default: 256x32 and 512x64]")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=30, help="timed training steps per turn")
+    ap.add_argument("--steps", type=int, default=30, help="training updates per turn")
+    ap.add_argument("--seq-len", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=0, help="both sides [default: each side's own default]")
+    ap.add_argument("--no-sample", action="store_true", help="skip one-stream sampling")
     ap.add_argument("--corpus", default=os.path.join(REPO, "data", "shakespeare.txt"))
+    ap.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON", os.path.join(REPO, ".venv-peer", "bin", "python")))
+    ap.add_argument("--json", action="store_true", help="one JSON object per row")
     a = ap.parse_args()
-    torch_ok = has_torch(a.torch_python)
+    cells = a.cell or list(CELLS)
+    shapes = [tuple(int(v) for v in s.lower().split("x")) for s in (a.shape or SHAPES)]
+    torch_ok = has_torch(a.peer_python)
     if not torch_ok:
-        print(f"torch is not importable by {a.torch_python}: skipping the peer "
-              f"(create a venv with `pip install torch==2.13.0` and pass --torch-python)", file=sys.stderr)
-    with open(a.corpus, encoding="utf-8") as fh:
-        V = len(set(fh.read()))
+        print(f"torch is not importable by {a.peer_python}: skipping the peer (make peer, or --peer-python)",
+              file=sys.stderr)
     rows = []
-    for H, B, T in SHAPES:
-        ours, theirs = [], []
-        for _ in range(a.rounds):  # interleaved, so drift on a shared machine hits both
-            ours.append(charrnn_train(H, B, T, V, a.steps))
-            if torch_ok:
-                theirs.append(torch_train(a.torch_python, a.corpus, H, B, T, a.steps))
-        rows.append((f"train chars/s H={H} B={B} T={T}", ours, theirs))
-    ours, theirs = [], []
-    for _ in range(a.rounds):
-        ours.append(charrnn_sample(512, 84))  # torch_sample.py uses V=84
-        if torch_ok:
-            theirs.append(torch_sample(a.torch_python, 512))
-    rows.append(("sample chars/s H=512, one stream", ours, theirs))
-    print(f"{'what':<36} {'charrnn':>10} {'torch':>10} {'ratio':>7}   (medians of {a.rounds}, A B A B)")
-    for name, ours, theirs in rows:
+    load_before = load_average()
+    for H, B in shapes:
+        for cell in cells:
+            ours, theirs = [], []
+            for _ in range(a.rounds):  # interleaved, so drift on a shared machine hits both
+                ours.append(charrnn_train(a.corpus, cell, H, B, a.seq_len, a.steps, a.threads))
+                if torch_ok:
+                    theirs.append(torch_train(a.peer_python, a.corpus, cell, H, B, a.seq_len, a.steps, a.threads))
+            rows.append(("train", cell, H, B, ours, theirs))
+    if not a.no_sample:
+        for cell in cells:
+            ours, theirs = [], []
+            for _ in range(a.rounds):
+                ours.append(charrnn_sample(cell, 512, 84, a.threads))
+                if torch_ok:
+                    theirs.append(torch_sample(a.peer_python, cell, 512, 84, a.threads))
+            rows.append(("sample", cell, 512, 1, ours, theirs))
+    load_after = load_average()
+    if not a.json:
+        print(f"load average before {load_before}, after {load_after}; medians of {a.rounds} rounds, A B A B; "
+              f"threads: {a.threads or 'each default'}")
+        print(f"{'what':<7} {'cell':<6} {'H':>4} {'B':>3} {'charrnn chars/s':>16} {'torch chars/s':>14} {'ratio':>6}")
+    for what, cell, H, B, ours, theirs in rows:
         o = statistics.median(ours)
-        if theirs:
-            t = statistics.median(theirs)
-            print(f"{name:<36} {o:>10,.0f} {t:>10,.0f} {o / t:>6.2f}x")
+        t = statistics.median(theirs) if theirs else None
+        if a.json:
+            print(json.dumps({"what": what, "cell": cell, "hidden_size": H, "batch_size": B, "charrnn": ours,
+                              "torch": theirs, "ratio": o / t if t else None}))
         else:
-            print(f"{name:<36} {o:>10,.0f} {'-':>10} {'-':>7}")
+            print(f"{what:<7} {cell:<6} {H:>4} {B:>3} {o:>16,.0f} {t or 0:>14,.0f} "
+                  + (f"{o / t:>5.2f}x" if t else f"{'-':>6}"))
 
 
 if __name__ == "__main__":

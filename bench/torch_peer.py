@@ -26,7 +26,9 @@ usage:
   .venv-peer/bin/python bench/torch_peer.py sample --model peer.pt [--length 1000] [--temp 0.8] [--prime TEXT] [--seed N]
   .venv-peer/bin/python bench/torch_peer.py sample --hidden-size 512 --vocab-size 84 --speed   # untrained, for speed
 
-train prints one JSON line on stdout: steps, elapsed, chars_per_sec, train_loss, best_val_loss, ...
+train prints one JSON line on stdout: steps, elapsed, chars_per_sec (every update, validation
+included, as charrnn train reports it), steady_chars_per_sec (after the first 3 updates, for
+speed comparisons), train_loss, best_val_loss, ...
 """
 from __future__ import annotations
 
@@ -46,7 +48,9 @@ from charrnn.config import Config, field_type, resolve  # noqa: E402
 from charrnn.errors import CharRNNError  # noqa: E402
 
 EVAL_CHUNK = 8192  # one-stream scoring runs the text in pieces of this many steps, state carried
-UNSUPPORTED = {"tbptt_stride": None, "init_from": None, "patience": None, "dtype": "float32"}
+# Config keys the peer does not implement, with the only value it accepts (charrnn's default).
+UNSUPPORTED = {"tbptt_stride": None, "init_from": None, "patience": None, "dtype": "float32", "init": "uniform",
+               "init_scale": 1.0, "val": None, "encoding": "utf-8"}
 
 
 def build_net(config: Config, vocab_size: int):
@@ -143,6 +147,7 @@ def score_ids(net, ids, streams: int = 1) -> tuple:
 def train(config: Config, corpus: list, out: str, quiet: bool = False) -> dict:
     import torch
     import torch.nn.functional as F
+
     from charrnn.data import Streams, load_corpus, split
 
     data = load_corpus(corpus)
@@ -162,6 +167,7 @@ def train(config: Config, corpus: list, out: str, quiet: bool = False) -> dict:
     step, chunk, state, best, best_state, loss = 0, 0, None, None, None, float("nan")
     net.train()
     start = time.perf_counter()
+    warm = None  # (time, step) after the first 3 updates, whose one-off set-up costs are not speed
     while True:
         if chunk == streams.chunks_per_epoch:  # a new epoch starts from zero states
             chunk, state = 0, None
@@ -187,6 +193,8 @@ def train(config: Config, corpus: list, out: str, quiet: bool = False) -> dict:
                     p.mul_(1.0 - lr * config.weight_decay)
         opt.step()
         step, chunk, loss = step + 1, chunk + 1, loss_t.item()
+        if step == 3:
+            warm = (time.perf_counter(), step)
         if not math.isfinite(loss):
             raise CharRNNError(f"training diverged at step {step}: the loss is not finite")
         elapsed = time.perf_counter() - start
@@ -200,11 +208,14 @@ def train(config: Config, corpus: list, out: str, quiet: bool = False) -> dict:
                 print(f"peer step {step} loss {loss:.4f} val {val:.4f} {elapsed:.0f}s", file=sys.stderr, flush=True)
         if done:
             break
-    elapsed = time.perf_counter() - start
+    end = time.perf_counter()
+    elapsed = end - start
+    steady = (step - warm[1]) * config.batch_size * config.seq_len / (end - warm[0]) if warm and step > 3 else None
     _save(out, config, data.vocab.chars, best_state or net.state_dict(), step, best)
     return {"side": "torch", "torch": torch.__version__, "threads": torch.get_num_threads(),
             "cell": config.cell, "steps": step, "elapsed": round(elapsed, 3),
             "chars_per_sec": round(step * config.batch_size * config.seq_len / elapsed, 1),
+            "steady_chars_per_sec": None if steady is None else round(steady, 1),
             "train_loss": loss, "best_val_loss": best, "out": out}
 
 
@@ -281,6 +292,8 @@ def sample(net, chars: str, length: int, temperature: float, prime: str, seed) -
 
 def add_config_flags(parser):
     for f in fields(Config):
+        if f.name == "threads":  # the peer's own --threads sets torch's
+            continue
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=field_type(f), default=None,
                             choices=f.metadata.get("choices"), help=f"{f.metadata['help']} [default: {f.default}]")
 
@@ -320,7 +333,7 @@ def run(a) -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.command == "train":
-        overrides = {f.name: getattr(a, f.name) for f in fields(Config)}
+        overrides = {f.name: getattr(a, f.name) for f in fields(Config) if f.name != "threads"}
         config = resolve(a.config_file, overrides)
         for name, allowed in UNSUPPORTED.items():
             if getattr(config, name) != allowed:

@@ -118,3 +118,111 @@ def run(config, V: int = 84, seconds: float = 5.0, progress=lambda name: None) -
     ev = eval_speed(config, V)
     return BenchResult(config.hidden_size, config.batch_size, config.seq_len, V, peak, train,
                        flops * train / 1e9, flops * train / 1e9 / peak, s1, s64, ev)
+
+
+# -- one cell's update against its own matrix products (charrnn bench --cell) ---------------
+
+@dataclass
+class CellBench:
+    """One cell's training update, the same update's matrix products timed alone, and sampling."""
+
+    cell: str
+    hidden_size: int
+    batch_size: int
+    seq_len: int
+    vocab_size: int
+    threads: int
+    train_chars_per_sec: float
+    update_ms: float
+    products_ms: float
+    update_over_products: float
+    sample_chars_per_sec: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _update(config, V: int):
+    """A model, its optimizer and one training update on fixed random ids, as a function."""
+    from . import optim
+
+    model = _model(config, V)
+    opt = optim.make(config.optimizer, model.params, config.lr)
+    rng = np.random.default_rng(0)
+    B, T = config.batch_size, config.seq_len
+    x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
+    state = [model.zero_state(B)]
+    gen = np.random.default_rng(1)
+
+    def update():
+        _, state[0] = model.forward(x, y, state[0], train=True, rng=gen)
+        grads = model.backward()
+        optim.clip_by_global_norm(grads, config.clip)
+        opt.step(model.params, grads)
+
+    return model, update
+
+
+def update_products(model, T: int, B: int) -> list:
+    """Every matrix product one training update of `model` performs, as (a, b, out) triples
+    with the shapes and memory layouts the update uses (cells.py, model.py): the step
+    products, the output layer, and the weight gradients in their blocks of steps."""
+    from .cells import BLOCK_COLUMNS
+
+    H, V, dt = model.H, model.V, model.dtype
+    rng = np.random.default_rng(0)
+    new = lambda *shape: rng.random(shape, dtype=dt) - 0.5  # noqa: E731
+    N, K = T * B, max(1, -(-BLOCK_COLUMNS // B))
+    out = []
+    for layer in model.layers:
+        GH, D = layer.n_gates * H, layer.n_in
+        W_hT, W_h, h, g = new(GH, H), new(H, GH), new(T + 1, H, B), new(T, GH, B)
+        hP, gP, dW = new(H, T + 1, B), new(GH, T, B), new(max(D, H), GH)
+        g_out, h_out = new(T, GH, B), new(T + 1, H, B)  # outputs apart from inputs: no growth to inf
+        out += [(W_hT, h[t], g_out[t]) for t in range(T)]  # forward steps
+        out += [(W_h, g[t], h_out[t]) for t in range(1, T)]  # backward steps
+        for t0 in range(0, T, K):  # the weight gradients, block by block
+            t1 = min(t0 + K, T)
+            n = (t1 - t0) * B
+            dg = gP[:, t0:t1].reshape(GH, n).T
+            out.append((hP[:, t0:t1].reshape(H, n), dg, dW[:H]))
+            if layer.embed:
+                out.append((new(D, n), dg, dW[:D]))
+            else:
+                x2 = new(D, N)
+                out.append((x2[:, t0 * B : t0 * B + n], dg, dW[:D]))
+        if not layer.embed:  # the input projection per step, and d x for the layer below
+            W_xT, W_x, x, dx = new(GH, D), new(D, GH), new(T, D, B), new(T, D, B)
+            out += [(W_xT, x, g_out), (W_x, g, dx)]
+    top, probs, W_hy = new(H, N), new(V, N), new(H, V)
+    out += [(W_hy.T, top, new(V, N)), (top, probs.T, new(H, V)), (W_hy, probs, new(H, N))]
+    return out
+
+
+def cell_bench(config, V: int = 84, seconds: float = 5.0, progress=lambda name: None) -> CellBench:
+    """Training chars/s, one update against its products timed alone, and one-stream sampling,
+    for config.cell. Updates and products alternate, round by round (medians of each), so
+    that a machine busy with other work slows both alike."""
+    from .threads import threads
+
+    model, update = _update(config, V)
+    triples = update_products(model, config.seq_len, config.batch_size)
+
+    def products():
+        for a, b, o in triples:
+            np.matmul(a, b, out=o)
+
+    for _ in range(2):
+        update()
+        products()
+    progress(f"{config.cell}: training, and its products alone")
+    updates, prods, start = [], [], time.perf_counter()
+    while len(updates) < 5 or time.perf_counter() - start < seconds:
+        updates.append(_timed(update))
+        prods.append(_timed(products))
+    upd, prod = float(np.median(updates)), float(np.median(prods))
+    progress(f"{config.cell}: sampling")
+    s1 = sample_speed(config, V, 1)
+    B, T = config.batch_size, config.seq_len
+    return CellBench(config.cell, config.hidden_size, B, T, V, threads(), B * T / upd, upd * 1e3, prod * 1e3,
+                     upd / prod, s1)

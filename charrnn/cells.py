@@ -286,8 +286,9 @@ class Cell:
         da = self.ws.get("da", (T, self.n_gates * self.H, B), dt)
         return da, da
 
-    def _extra_grads(self, grads: dict, dgh2: np.ndarray) -> None:
-        """Gradients of parameters beyond W_x, W_h, b, from d loss / d (h_{t-1} W_h) (G*H, T*B)."""
+    def _extra_grads(self, grads: dict, dgh2: np.ndarray, ones: np.ndarray) -> None:
+        """Gradients of parameters beyond W_x, W_h, b, from d loss / d (h_{t-1} W_h) (G*H, n)
+        over a block of n (step, stream) columns; `ones` (n,) sums rows as a product."""
 
     # -- generation -----------------------------------------------------------------------
     def _input_row(self, p: dict, x: np.ndarray) -> np.ndarray:
@@ -296,6 +297,9 @@ class Cell:
 
 
 BLOCK_COLUMNS = 256  # the weight products run over blocks of at least this many (step, stream) columns
+# Below this many multiply-adds per block, handing a block to the worker costs more than it
+# saves (the two threads then mostly wait for each other's turn with the GIL).
+WORKER_MIN_BLOCK = 1 << 22
 
 
 class _Tail:
@@ -317,6 +321,8 @@ class _Tail:
         self.dgxP = ws.get("dgxP", (GH, T, B), dt)  # (G*H, T*B): steps side by side for the products
         self.dghP = self.dgxP if dgh is dgx else ws.get("dghP", (GH, T, B), dt)
         self.dW = ws.get("dW", (max(cell.n_in, cell.H), GH), dt)
+        self.ones = ws.get("ones", (self.K * B,), dt)  # row sums as products: 4x faster than .sum(axis=1)
+        self.ones.fill(1)
         if cell.embed:
             self.ids = tr.x.reshape(-1)
             self.onehot = ws.zeros("onehot", (p[cell.key_x].shape[0], T * B), dt)  # zeros between uses
@@ -324,7 +330,8 @@ class _Tail:
         else:
             self.x2 = tr.x2 if tr.x2 is not None else _columns(tr.x, ws)
         self.dx = ws.get("dx", (T, cell.n_in, B), dt) if need_dx and not cell.embed else None
-        self.worker = threads.worker()
+        worth = cell.H * GH * self.K * B >= WORKER_MIN_BLOCK
+        self.worker = threads.worker() if worth else None
         self.futures: list = []
 
     def step_done(self, t: int) -> None:
@@ -355,8 +362,9 @@ class _Tail:
         dW = self.dW[:H]
         np.matmul(self.tr.hP[:, t0:t1].reshape(H, n), dgh.T, out=dW)  # sum over t of h_{t-1} dg_t^T
         grads[cell.key_h] += dW
-        grads[cell.key_b] += dgx.sum(axis=1)
-        cell._extra_grads(grads, dgh)
+        ones = self.ones[:n]
+        grads[cell.key_b] += dgx @ ones
+        cell._extra_grads(grads, dgh, ones)
         if cell.embed:  # d W_x[id] += dg: the one-hot's transpose as a product, one_hot^T (V, n) @ dg^T
             cols, ids = self.columns[t0 * B : t1 * B], self.ids[t0 * B : t1 * B]
             onehot = self.onehot[:, t0 * B : t1 * B]
@@ -600,8 +608,8 @@ class GRU(Cell):
                 dh += direct
         self.dstate0 = dh.T.copy() if need_dstate0 else None
 
-    def _extra_grads(self, grads: dict, dgh2: np.ndarray) -> None:
-        grads[self.keys["b_hn"]] += dgh2[2 * self.H :].sum(axis=1)  # b_hn enters as h_n does
+    def _extra_grads(self, grads: dict, dgh2: np.ndarray, ones: np.ndarray) -> None:
+        grads[self.keys["b_hn"]] += dgh2[2 * self.H :] @ ones  # b_hn enters as h_n does
 
     def step(self, p: dict, x: np.ndarray, h: np.ndarray) -> np.ndarray:
         """One time step for generation: x ids (B,) or (B, D), h (B, H) -> the new h."""

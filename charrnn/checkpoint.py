@@ -191,10 +191,8 @@ def _read_arrays(path: str) -> dict:
 
 
 def _validate(path: str, arrays: dict) -> Checkpoint:
-    from .config import Config
-    from .errors import CharRNNError
+    """Every array and the metadata checked in turn; the first problem is the CheckpointError."""
     from .model import Model
-    from .vocab import Vocab
 
     def bad(why):
         return CheckpointError(f"{path} is not a valid charrnn checkpoint: {why}")
@@ -202,7 +200,31 @@ def _validate(path: str, arrays: dict) -> Checkpoint:
     for required in ("meta", "vocab"):
         if required not in arrays:
             raise bad(f"missing array {required!r}")
-    meta_arr = arrays["meta"]
+    meta, config = _read_meta(path, arrays["meta"], bad)
+    if meta.get("task", "lm") != "lm":
+        from .seq2seq_checkpoint import validate  # an encoder-decoder: its own layout checks
+
+        return validate(path, arrays, meta, config, bad)
+    vocab = _read_vocab(arrays["vocab"], bad)
+    model = Model.from_config(config, len(vocab))
+    shapes = {k: tuple(s) for k, s in model.shapes().items()}
+    dtype = np.dtype(config.dtype)
+    params = _read_params(arrays, shapes, dtype, bad, f"for vocabulary {len(vocab)}, hidden {config.hidden_size}")
+    known_prefixes = ("param/", "optim/", "state/", "history/")
+    unknown = sorted(k for k in arrays if k not in ("meta", "vocab") and not k.startswith(known_prefixes))
+    if unknown:
+        raise bad(f"unexpected array {unknown[0]!r}")
+    optim = _read_optim(arrays, meta, shapes, dtype, bad)
+    state = _read_state(arrays, len(model.layers), config, dtype, bad)
+    history = _read_history(arrays, bad)
+    return Checkpoint(params, vocab, meta, optim, state, path, history)
+
+
+def _read_meta(path: str, meta_arr: np.ndarray, bad) -> tuple:
+    """(meta, Config): the JSON metadata, of a format this charrnn reads, with a valid config."""
+    from .config import Config
+    from .errors import CharRNNError
+
     if meta_arr.shape != () or meta_arr.dtype.kind != "U":
         raise bad("'meta' is not a JSON string")
     try:
@@ -221,23 +243,25 @@ def _validate(path: str, arrays: dict) -> Checkpoint:
     if not isinstance(meta.get("config"), dict):
         raise bad("no config in 'meta'")
     try:
-        config = Config.from_dict(meta["config"])
+        return meta, Config.from_dict(meta["config"])
     except CharRNNError as exc:
         raise bad(f"its config is invalid: {exc}") from None
-    if meta.get("task", "lm") != "lm":
-        from .seq2seq_checkpoint import validate  # an encoder-decoder: its own layout checks
 
-        return validate(path, arrays, meta, config, bad)
-    v = arrays["vocab"]
+
+def _read_vocab(v: np.ndarray, bad):
+    from .errors import CharRNNError
+    from .vocab import Vocab
+
     if v.ndim != 1 or v.dtype.kind not in "iu" or len(v) == 0:
         raise bad("'vocab' is not a 1-d integer array")
     try:
-        vocab = Vocab(v)
+        return Vocab(v)
     except CharRNNError as exc:
         raise bad(str(exc)) from None
-    model = Model.from_config(config, len(vocab))
-    shapes = {k: tuple(s) for k, s in model.shapes().items()}
-    dtype = np.dtype(config.dtype)
+
+
+def _read_params(arrays: dict, shapes: dict, dtype: np.dtype, bad, model_is: str) -> dict:
+    """param/<name>: exactly the model's parameters, each of its shape, finite floats."""
     params = _group(arrays, "param/")
     missing = sorted(set(shapes) - set(params))
     extra = sorted(set(params) - set(shapes))
@@ -248,13 +272,13 @@ def _validate(path: str, arrays: dict) -> Checkpoint:
     for k, shape in shapes.items():
         a = params[k]
         if a.shape != shape:
-            raise bad(f"parameter {k!r} has shape {a.shape}, expected {shape} for vocabulary {len(vocab)}, hidden {config.hidden_size}")
+            raise bad(f"parameter {k!r} has shape {a.shape}, expected {shape} {model_is}")
         _check_floats(bad, f"parameter {k!r}", a, dtype)
-    known_prefixes = ("param/", "optim/", "state/", "history/")
-    unknown = sorted(k for k in arrays if k not in ("meta", "vocab") and not k.startswith(known_prefixes))
-    if unknown:
-        raise bad(f"unexpected array {unknown[0]!r}")
+    return params
 
+
+def _read_optim(arrays: dict, meta: dict, shapes: dict, dtype: np.dtype, bad) -> dict:
+    """optim/<slot>/<name>: finite floats shaped as their parameter; plus meta's optimizer scalars."""
     optim = _group(arrays, "optim/")
     for k, a in optim.items():
         slot, _, name = k.partition("/")
@@ -269,13 +293,17 @@ def _validate(path: str, arrays: dict) -> Checkpoint:
     if not _is_int(scalars.get("t", 0)) or scalars.get("t", 0) < 0:
         raise bad("the optimizer's step counter is invalid")
     optim.update(scalars)
+    return optim
 
+
+def _read_state(arrays: dict, layers: int, config, dtype: np.dtype, bad) -> list:
+    """state/h.<l> (and an LSTM's state/c.<l>): the carried state per layer, (batch, H) each."""
     state_arrays = _group(arrays, "state/")
-    names = [f"{kind}.{i}" for i in range(len(model.layers)) for kind in ("h", "c")]
+    names = [f"{kind}.{i}" for i in range(layers) for kind in ("h", "c")]
     if set(state_arrays) - set(names):
         raise bad(f"unexpected hidden state 'state/{sorted(set(state_arrays) - set(names))[0]}'")
     state = []
-    for i in range(len(model.layers)):
+    for i in range(layers):
         h, c = state_arrays.get(f"h.{i}"), state_arrays.get(f"c.{i}")
         if h is None:
             break
@@ -291,12 +319,15 @@ def _validate(path: str, arrays: dict) -> Checkpoint:
             state.append((h, c))
         else:
             state.append(h)
+    return state
 
+
+def _read_history(arrays: dict, bad) -> dict:
     history = _group(arrays, "history/")
     for k, a in history.items():
         if a.dtype.kind != "f" or a.ndim not in (1, 2) or not np.all(np.isfinite(a)):
             raise bad(f"history 'history/{k}' is not a finite float array")
-    return Checkpoint(params, vocab, meta, optim, state, path, history)
+    return history
 
 
 def _group(arrays: dict, prefix: str) -> dict:

@@ -133,12 +133,30 @@ def load_checkpoint(path, task=None):
     return ck
 
 
-def single_threaded_blas() -> None:
-    """One BLAS thread: a step's (B, H) products are too small for threads to pay off, and on a
-    busy machine they cost several times the work. Only before numpy is imported; a user's
-    own setting wins."""
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
+THREADS_HELP = ("CPU threads to compute with: BLAS's, and a worker beside the recurrence "
+                "[default: the CPUs this process may use; env CHARRNN_THREADS].")
+
+
+def use_threads(n) -> None:
+    """Apply --threads: called before numpy is imported, so that it works without threadpoolctl."""
+    from .errors import ConfigError
+    from .threads import set_threads
+
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ConfigError(f"threads: must be a whole number, at least 1, got {n!r}")
+    set_threads(n)
+
+
+def threads_option(fn):
+    """--threads N (env CHARRNN_THREADS) for a command that computes, applied before it runs."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, threads=None, **kwargs):
+        use_threads(threads)
+        return fn(*args, **kwargs)
+
+    return click.option("--threads", type=click.IntRange(min=1), default=None, envvar="CHARRNN_THREADS",
+                        help=THREADS_HELP)(wrapper)
 
 
 def encoding_options(fn):
@@ -165,8 +183,9 @@ def config_options(fn):
         ftype = click.Choice(choices) if choices else field_type(f)
         flag = "--" + f.name.replace("_", "-")
         many = ftype is list  # a list key is a repeatable flag: --val a.txt --val b.txt
+        env = {"envvar": "CHARRNN_THREADS"} if f.name == "threads" else {}  # one variable for every command
         fn = click.option(flag, f.name, type=str if many else ftype, default=None, multiple=many,
-                          help=f"{f.metadata['help']} [default: {f.default}]")(fn)
+                          help=f"{f.metadata['help']} [default: {f.default}]", **env)(fn)
     return fn
 
 
@@ -204,6 +223,11 @@ def train(corpus, config_file, out, force, resume, quiet, pairs_file, **override
     With --pairs PAIRS.tsv instead: an encoder-decoder that learns to write each line's
     target from its source (then: charrnn translate).
     """
+    from .config import load_yaml
+
+    # Threads first, before numpy loads: a flag or CHARRNN_THREADS, else the config file's.
+    use_threads(overrides["threads"] if overrides["threads"] is not None
+                else (load_yaml(config_file) if config_file else {}).get("threads"))
     if pairs_file is not None:
         if overrides.pop("bytes"):
             raise click.UsageError("--bytes applies to language models, not to --pairs")
@@ -217,6 +241,8 @@ def train(corpus, config_file, out, force, resume, quiet, pairs_file, **override
     overrides["encoding"] = encoding_option(overrides.get("encoding"), overrides.pop("bytes"))
     out, resume = run_dir(corpus, resume, out), resume is not None
     config = resolve(config_file, overrides, base=load_latest(out).meta["config"] if resume else None)
+    if config.threads is not None:
+        use_threads(config.threads)  # a resumed run's own setting
     progress = Progress(quiet, max_time=config.max_time)
     metrics = MetricsRecorder(os.path.join(out, FILENAME), config.log_every)
     try:
@@ -235,7 +261,6 @@ def train(corpus, config_file, out, force, resume, quiet, pairs_file, **override
 def train_pairs(corpus, config_file, out, force, resume, quiet, pairs_file, overrides):
     if corpus:
         raise click.UsageError(f"give a CORPUS or --pairs, not both (got {corpus[0]} and --pairs {pairs_file})")
-    single_threaded_blas()
     from .config import resolve
     from .progress import Progress
     from .resume import load_latest
@@ -291,20 +316,17 @@ def run_dir(corpus, resume, out) -> str:
               help="Samples to draw, generated side by side in one batch.")
 @click.option("--separator", default=r"\n\n", show_default=True,
               help=r"Written between samples; \n, \t, \0 and \\ are understood.")
-@click.option("--stop-at", default=None, help="End each sample after the first occurrence of this string in it (escapes as --separator).")
+@click.option("--stop-at", default=None,
+              help="End each sample after the first occurrence of this string in it (escapes as --separator).")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per sample and line: seed, temperature, top_k, prime, text, logprobs, stopped, logprob; "
                    "with --beam: prime, text, logprob, logprobs, stopped, beam, rank.")
 @click.pass_context
+@threads_option
 @friendly_errors
 def sample(ctx, checkpoint, temperature, length, prime, seed, top_k, top_p, repetition_penalty, beam,
            num_samples, separator, stop_at, as_json):
     """Generate text from a trained model, written to stdout as it is produced."""
-    # One character step is a (N, H) x (H, H) product: too small for BLAS threads to pay
-    # off, and on a busy machine they cost several times the work (measured: README).
-    # Only takes effect before numpy is imported, and a user's own setting wins.
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
     from .data import BYTES, model_text, read_text
     from .sampling import likeliest, samples, stream, unescape
 
@@ -315,6 +337,9 @@ def sample(ctx, checkpoint, temperature, length, prime, seed, top_k, top_p, repe
     enc = model.config.encoding
     prime = read_text("-", enc) if prime == "-" else model_text(prime, enc)
     stop_at = model_text(unescape(stop_at), enc) if stop_at is not None else None
+    unseen = model.vocab.missing(prime) if enc == BYTES else []
+    if unseen:  # name bytes as bytes: 0xc3, not the 'Ã' that stands for it in the vocabulary
+        raise click.ClickException("the prime has bytes the model never saw: " + ", ".join(f"0x{ord(c):02x}" for c in unseen))
     if beam is not None:
         found = likeliest(model, beam, length, prime, stop_at, repetition_penalty)
         if as_json:
@@ -356,13 +381,16 @@ def check_beam_options(ctx, top_k, top_p, num_samples) -> None:
 @checkpoint_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--per-line", is_flag=True,
-              help="Score each line: one JSON object per line (line, chars, predictions, nats, nats_per_prediction, bits, bits_per_prediction, text).")
+              help="Score each line: one JSON object per line (line, chars, predictions, nats, "
+                   "nats_per_prediction, bits, bits_per_prediction, text).")
 @click.option("--reset-per-line", is_flag=True, help="Score each line alone, from a zero state (implies --per-line).")
 @encoding_options
 @click.option("--tsv", is_flag=True,
-              help="Per-line scores as tab-separated line, chars, nats, nats_per_prediction, bits, bits_per_prediction, text (implies --per-line).")
+              help="Per-line scores as tab-separated line, chars, nats, nats_per_prediction, bits, "
+                   "bits_per_prediction, text (implies --per-line).")
 @click.option("--pairs", is_flag=True,
               help="FILE holds source TAB target lines: an encoder-decoder's per-char target loss and exact-match accuracy.")
+@threads_option
 @friendly_errors
 def eval_(file, checkpoint, as_json, per_line, reset_per_line, encoding, tsv, pairs, **flags):
     """Score FILE (- for stdin): loss in nats/char, bits/char, perplexity; or each line's."""
@@ -386,7 +414,6 @@ def eval_(file, checkpoint, as_json, per_line, reset_per_line, encoding, tsv, pa
 
 
 def eval_pairs(file, checkpoint, as_json):
-    single_threaded_blas()
     from .pairs import read_pairs
     from .translate import evaluate_pairs
 
@@ -411,6 +438,7 @@ TSV_COLUMNS = ("line", "chars", "nats", "nats_per_prediction", "bits", "bits_per
 @encoding_options
 @click.option("--skip-unknown", is_flag=True, help="Skip lines with characters the model never saw, instead of failing.")
 @click.option("--quiet", "-q", is_flag=True, help="Do not report skipped lines on stderr.")
+@threads_option
 @friendly_errors
 def encode(file, checkpoint, fmt, output, encoding, skip_unknown, quiet, **flags):
     """Encode each line of FILE (- for stdin) as the final hidden state of the top layer."""
@@ -463,6 +491,7 @@ def write_vectors(numbers, vectors, fmt, output):
               help="Most characters written per line [default: twice the longest training target].")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per line: line, source, output, logprob (ln p of output and END), finished.")
+@threads_option
 @friendly_errors
 def translate(file, checkpoint, temperature, beam, seed, max_length, as_json):
     """Translate each line of FILE (default -, stdin) with an encoder-decoder: one output line per input line.
@@ -470,7 +499,6 @@ def translate(file, checkpoint, temperature, beam, seed, max_length, as_json):
     Output is written as lines are translated. A line that cannot be translated is reported
     on stderr with its number and leaves an empty line; the exit status is then 1.
     """
-    single_threaded_blas()
     from .translate import Translator, available_lines
 
     tr = Translator(load_checkpoint(checkpoint), temperature, beam, seed, max_length)
@@ -519,11 +547,16 @@ def plot(source, output, title, quiet):
 @click.option("--hidden-size", type=click.IntRange(min=1), default=None, help="H [default: 512, or the config's].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="B [default: 64, or the config's].")
 @click.option("--seq-len", type=click.IntRange(min=1), default=None, help="T [default: 64, or the config's].")
-@click.option("--vocab-size", type=click.IntRange(min=2), default=84, show_default=True, help="V, as in the full Shakespeare corpus.")
+@click.option("--vocab-size", type=click.IntRange(min=2), default=84, show_default=True,
+              help="V, as in the full Shakespeare corpus.")
 @click.option("--seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Time spent measuring training.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--cell", "cells", type=click.Choice(["elman", "lstm", "gru"]), multiple=True,
+              help="Per cell (repeatable): train chars/s, one update against its matrix products timed alone, "
+                   "and one-stream sampling.")
+@threads_option
 @friendly_errors
-def bench(config_file, hidden_size, batch_size, seq_len, vocab_size, seconds, as_json):
+def bench(config_file, hidden_size, batch_size, seq_len, vocab_size, seconds, as_json, cells):
     """Measure training, sampling and evaluation speed on this machine."""
     from .bench import run
     from .config import resolve
@@ -532,6 +565,8 @@ def bench(config_file, hidden_size, batch_size, seq_len, vocab_size, seconds, as
     defaults = {} if config_file else {"hidden_size": 512, "batch_size": 64, "seq_len": 64}
     overrides = {**defaults, **{k: v for k, v in given.items() if v is not None}, "dtype": "float32"}
     config = resolve(config_file, overrides)
+    if cells:
+        return bench_cells(config, cells, vocab_size, seconds, as_json)
     result = run(config, vocab_size, seconds, progress=lambda name: click.echo(f"measuring {name}...", err=True))
     if as_json:
         click.echo(json.dumps(result.to_dict()))
@@ -550,6 +585,24 @@ def bench(config_file, hidden_size, batch_size, seq_len, vocab_size, seconds, as
         click.echo(f"{a:<{width}}  {b}")
 
 
+def bench_cells(config, cells, vocab_size, seconds, as_json):
+    from .bench import cell_bench
+    from .config import Config
+
+    say = lambda name: click.echo(f"measuring {name}...", err=True)  # noqa: E731
+    found = [cell_bench(Config.from_dict({**config.to_dict(), "cell": c, "activation": "tanh"}), vocab_size, seconds, say)
+             for c in cells]
+    if as_json:
+        click.echo(json.dumps({"cells": [r.to_dict() for r in found]}))
+        return
+    r = found[0]
+    click.echo(f"H={r.hidden_size} B={r.batch_size} T={r.seq_len} V={r.vocab_size}, {r.threads} threads")
+    click.echo(f"{'cell':<6} {'train chars/s':>13} {'update ms':>10} {'products ms':>12} {'ratio':>6} {'sample chars/s':>15}")
+    for r in found:
+        click.echo(f"{r.cell:<6} {r.train_chars_per_sec:>13,.0f} {r.update_ms:>10.1f} {r.products_ms:>12.1f} "
+                   f"{r.update_over_products:>6.2f} {r.sample_chars_per_sec:>15,.0f}")
+
+
 @main.command()
 @click.argument("file")
 @checkpoint_option
@@ -560,9 +613,11 @@ def bench(config_file, hidden_size, batch_size, seq_len, vocab_size, seconds, as
 @click.option("--compare-activations", is_flag=True, help="Train small tanh, relu and sigmoid models on FILE and compare them.")
 @click.option("--compare-inits", is_flag=True,
               help="Compare untrained models initialised uniform (the default), N(0,1) and orthogonal on FILE.")
-@click.option("--seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="With --compare-activations: training time per model.")
+@click.option("--seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="With --compare-activations: training time per model.")
 @click.option("--hidden-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="With --compare-activations or --compare-inits: H of each model.")
+@threads_option
 @friendly_errors
 def gradflow(file, checkpoint, steps, windows, as_json, plot_path, compare_activations, compare_inits, seconds,
              hidden_size):
@@ -614,6 +669,7 @@ def info(target, as_json):
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Training updates [default: 300, as configs/hello.yaml].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the initial weights.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@threads_option
 @friendly_errors
 def hello(word, steps, seed, as_json):
     """The textbook example of a character-level model: an RNN learns "hello".
@@ -621,7 +677,8 @@ def hello(word, steps, seed, as_json):
     Vocabulary h e l o, inputs h e l l, targets e l l o: the output scores and probabilities
     for each input, before and after training.
     """
-    from .walkthrough import format_walkthrough, hello as run
+    from .walkthrough import format_walkthrough
+    from .walkthrough import hello as run
 
     result = run(word, steps, seed)
     click.echo(json.dumps(result.to_dict()) if as_json else format_walkthrough(result))
@@ -637,19 +694,37 @@ def hello(word, steps, seed, as_json):
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port; 0 picks a free one.")
 @click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
               help="Also answer requests addressed to NAME (this machine's name on the network); repeatable.")
+@threads_option
 @friendly_errors
 def serve(directory, checkpoint, host, port, allow_hosts):
-    """A local page and JSON API for the model in DIR [default: checkpoints]: generate, inspect, watch it train.
+    """A local page and JSON API for the model in DIR: generate, inspect, watch it train.
 
+    DIR defaults to the directory of CHARRNN_CHECKPOINT's file when that is set, else
+    checkpoints/, else (when there is no checkpoints/) make train's runs/make-train/.
     Reloads DIR/best.npz and latest.npz when training replaces them. Runs until Ctrl-C.
     """
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")  # many small products from many threads (see sample)
     from .serve import run
 
-    if directory is None:
-        directory = os.path.dirname(checkpoint) or "." if checkpoint else DEFAULT_DIR
+    directory, checkpoint = serve_source(directory, checkpoint)
     run(directory, checkpoint, host, port, echo=click.echo, allow_hosts=allow_hosts)
+
+
+MAKE_TRAIN_DIR = "runs/make-train"  # the Makefile's MODEL_DIR (a test holds them equal)
+
+
+def serve_source(directory, checkpoint) -> tuple:
+    """(DIR, checkpoint file or None) for `serve [DIR] [--checkpoint P]`, defaults filled in."""
+    if directory is None and checkpoint is None:
+        env = os.environ.get("CHARRNN_CHECKPOINT")
+        if env and os.path.basename(env) in ("best.npz", "latest.npz"):
+            return os.path.dirname(env) or ".", None  # its run directory: both files, reloaded
+        if env:
+            checkpoint = env
+        elif not os.path.isdir(DEFAULT_DIR) and os.path.isdir(MAKE_TRAIN_DIR):
+            return MAKE_TRAIN_DIR, None
+    if directory is None:
+        directory = (os.path.dirname(checkpoint) or ".") if checkpoint else DEFAULT_DIR
+    return directory, checkpoint
 
 
 @main.command("inspect")
@@ -658,6 +733,7 @@ def serve(directory, checkpoint, host, port, allow_hosts):
 @encoding_options
 @click.option("--color", "colour", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
               help="Tint each character by its surprise: auto does on a terminal (unless NO_COLOR is set).")
+@threads_option
 @friendly_errors
 def inspect_(file, checkpoint, encoding, colour, **flags):
     """Print FILE (- for stdin) tinted by how surprised the model is by each character.

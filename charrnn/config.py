@@ -26,7 +26,8 @@ BYTES = "bytes"  # the encoding of a byte-level vocabulary: every byte is one ch
 # Fields a resumed run may change (limits, cadences, step size). Every other field shapes
 # the model, the data or the trajectory, so `--resume` refuses a different value.
 MAY_CHANGE_ON_RESUME = ("lr", "clip", "max_steps", "epochs", "max_time", "eval_every", "save_every",
-                        "log_every", "patience", "keep_every", "sample_every", "sample_length", "sample_temp")
+                        "log_every", "patience", "keep_every", "sample_every", "sample_length", "sample_temp",
+                        "threads")
 
 
 def _f(default, help, choices=None):
@@ -80,6 +81,8 @@ class Config:
     sample_temp: float = _f(0.8, "temperature of the --sample-every samples (their seed is the run's seed)")
     seed: int = _f(0, "random seed for initialisation and sampling of the run")
     dtype: str = _f("float32", "float32, or float64 for exact checks", DTYPES)
+    threads: Optional[int] = _f(None, "CPU threads to compute with: BLAS's and a worker beside the recurrence "
+                                      "(also CHARRNN_THREADS); unset: the CPUs this process may use")
 
     def __post_init__(self):
         self.validate()
@@ -118,6 +121,8 @@ class Config:
             raise ConfigError(f"lr_decay: must be in (0, 1], got {self.lr_decay}")
         if not 0 <= self.lr_min <= self.lr:
             raise ConfigError(f"lr_min: must be in [0, lr], got {self.lr_min}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads: must be at least 1, got {self.threads}")
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"patience: must be at least 1, got {self.patience}")
         for name in ("keep_every", "sample_every"):

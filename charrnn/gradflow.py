@@ -11,13 +11,13 @@ For the loss at the window's last step, L_T = -log p_T[target_T], and the top la
 `gradient_flow` reports, for k = 1..K, the mean over the windows of ||g_{T-k}||_2. Each step
 back multiplies by diag(act'(a_t)) W_hh^T: act' is at most 1/4 for sigmoid, at most 1 for
 tanh, and 0 or 1 for ReLU, which is why the three activations lose the gradient at
-different rates. GRU and LSTM layers have their own recursions (below; for an LSTM the
-gradient also travels through the cell state c, and ||d L_T / d h_{T-k}|| is reported).
+different rates. GRU and LSTM layers have their own recursions (reference.py; for an LSTM
+the gradient also travels through the cell state c, and ||d L_T / d h_{T-k}|| is reported).
 
 The layers below the top run their own forward pass, as in training. The top layer is run
-again here in float64, so tiny norms are reported rather than rounded to 0, with its
-backward recursion written out step by step and the norm taken at every step; the
-training hot loop carries no extra work for it.
+again in float64 by its plain recurrence (reference.py), so tiny norms are reported rather
+than rounded to 0, with its backward recursion taken step by step and the norm at every
+step; the training hot loop carries no extra work for it.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .cells import activate, activation_grad
+from . import reference
 from .errors import CharRNNError
 
 WARMUP = 32  # characters run before each window, from a zero state
@@ -72,9 +72,9 @@ def _finite(v: float) -> Optional[float]:
 def gradient_flow(model, ids: np.ndarray, steps: int = 50, windows: int = 256, warmup: int = WARMUP) -> Flow:
     """Measure the gradient of the last step's loss k = 1..steps steps back, over evenly spaced windows of ids."""
     top = model.layers[-1]
-    cell = _CELLS.get(type(top).__name__)
-    if cell is None:
-        raise CharRNNError(f"gradflow measures Elman, GRU and LSTM layers; this model has a {type(top).__name__} layer")
+    recurrence = reference.RECURRENCES.get(top.kind)
+    if recurrence is None:
+        raise CharRNNError(f"gradflow measures Elman, GRU and LSTM layers; this model has a {top.kind} layer")
     T = warmup + steps + 1
     n_starts = len(ids) - T  # the target after the last input must exist
     if n_starts < 1:
@@ -89,14 +89,10 @@ def gradient_flow(model, ids: np.ndarray, steps: int = 50, windows: int = 256, w
     h = x
     for layer, s0 in zip(model.layers[:-1], model.zero_state(B)):  # the layers below, as in training
         h = layer.forward(p, h, s0)  # (T, B, H)
-    p64 = {name: p[key].astype(np.float64) for name, key in top.keys.items()}
-    W_x = p64["W_xh"] if "W_xh" in p64 else p64["W_x"]
-    xw = W_x[h] if top.embed else h.astype(np.float64) @ W_x  # (T, B, G*H): x_t W_x, the one-hot as a gather
-    xw += p64["b_h"] if "b_h" in p64 else p64["b"]
     with np.errstate(over="ignore", invalid="ignore"):
-        h_T, back = cell(top, p64, xw)
+        hs, back = recurrence(top, reference.params_of(top, p), h)
         W_hy = p["W_hy"].astype(np.float64)
-        logits = h_T @ W_hy + p["b_y"]  # (B, V)
+        logits = hs[T] @ W_hy + p["b_y"]  # (B, V)
         logits -= logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)
         probs /= probs.sum(axis=1, keepdims=True)
@@ -106,90 +102,7 @@ def gradient_flow(model, ids: np.ndarray, steps: int = 50, windows: int = 256, w
         for k in range(1, steps + 1):
             g = back(T - k, g)  # d L_T / d h_{T-k}
             norms[k - 1] = np.sqrt(np.einsum("bh,bh->b", g, g))
-    cell_name = type(top).__name__.lower()
-    return Flow(getattr(top, "activation", cell_name), B, norms.mean(axis=1).tolist(), cell=cell_name)
-
-
-# Each cell below runs the top layer over a window in float64 from a zero state, given the input
-# projections xw (T, B, G*H) = x_t W_x + b, and returns (h_T, back): back(t, g) takes
-# g = d L_T / d h_{t+1} (t counting from 0) and returns d L_T / d h_t, the same recursion as the
-# layer's backward pass with nothing arriving from the outputs in between. back must be called
-# for t = T-1, T-2, ... in turn (the LSTM carries d L_T / d c along).
-
-def _elman(layer, p, xw):
-    """h_t = act(x_t W_xh + h_{t-1} W_hh + b_h);  g_{t-1} = (g_t * act'(a_t)) W_hh^T."""
-    T, B, H = xw.shape
-    hs = np.zeros((T + 1, B, H))
-    for t in range(T):
-        activate(layer.activation, hs[t] @ p["W_hh"] + xw[t], hs[t + 1])
-    W_hhT, dact = p["W_hh"].T, np.empty((B, H))
-
-    def back(t, g):
-        activation_grad(layer.activation, hs[t + 1], dact)
-        return (g * dact) @ W_hhT
-
-    return hs[T], back
-
-
-def _gru(layer, p, xw):
-    """GRU, gates r, z, n:  h_t = (1 - z) n + z h_{t-1},  n = tanh(x_n + r (h_{t-1} W_hn + b_hn))."""
-    T, B, G = xw.shape
-    H = G // 3
-    W_h, b_hn = p["W_h"], p["b_hn"]
-    hs, cache = np.zeros((T + 1, B, H)), []
-    for t in range(T):
-        ah = hs[t] @ W_h  # (B, 3H)
-        ah[:, 2 * H :] += b_hn
-        r = _sigmoid(xw[t, :, :H] + ah[:, :H])
-        z = _sigmoid(xw[t, :, H : 2 * H] + ah[:, H : 2 * H])
-        n = np.tanh(xw[t, :, 2 * H :] + r * ah[:, 2 * H :])
-        hs[t + 1] = n + z * (hs[t] - n)
-        cache.append((r, z, n, ah[:, 2 * H :]))
-    W_hT = W_h.T
-
-    def back(t, g):
-        r, z, n, h_n = cache[t]
-        da_n = g * (1 - z) * (1 - n * n)
-        da_z = g * (hs[t] - n) * z * (1 - z)
-        da_r = da_n * h_n * r * (1 - r)
-        return np.concatenate([da_r, da_z, da_n * r], axis=1) @ W_hT + g * z
-
-    return hs[T], back
-
-
-def _lstm(layer, p, xw):
-    """LSTM, gates i, f, o, g:  c_t = f c_{t-1} + i g,  h_t = o tanh(c_t); state (h, c)."""
-    T, B, G = xw.shape
-    H = G // 4
-    W_h = p["W_h"]
-    h, c, cache = np.zeros((B, H)), np.zeros((B, H)), []
-    for t in range(T):
-        a = xw[t] + h @ W_h  # (B, 4H)
-        i, f, o = (_sigmoid(a[:, j * H : (j + 1) * H]) for j in range(3))
-        gg = np.tanh(a[:, 3 * H :])
-        c_prev, c = c, f * c + i * gg
-        tc = np.tanh(c)
-        h = o * tc
-        cache.append((i, f, o, gg, c_prev, tc))
-    W_hT = W_h.T
-    dc = [np.zeros((B, H))]  # d L_T / d c_t arriving from later steps
-
-    def back(t, g):
-        i, f, o, gg, c_prev, tc = cache[t]
-        dct = dc[0] + g * o * (1 - tc * tc)
-        da = np.concatenate([dct * gg * i * (1 - i), dct * c_prev * f * (1 - f),
-                             g * tc * o * (1 - o), dct * i * (1 - gg * gg)], axis=1)
-        dc[0] = dct * f
-        return da @ W_hT
-
-    return h, back
-
-
-def _sigmoid(a):
-    return 0.5 * (1 + np.tanh(0.5 * a))
-
-
-_CELLS = {"Elman": _elman, "GRU": _gru, "LSTM": _lstm}
+    return Flow(top.activation if top.kind == "elman" else top.kind, B, norms.mean(axis=1).tolist(), cell=top.kind)
 
 
 def flow_of(source, text: str, steps: int = 50, windows: int = 256) -> Flow:
@@ -298,9 +211,9 @@ def format_table(flows: list) -> str:
 
 def require_matplotlib():
     """pyplot on a file-only backend, or the one-line error naming the extra to install."""
-    from .plotting import _pyplot
+    from .plotting import pyplot
 
-    return _pyplot()
+    return pyplot()
 
 
 def plot(flows: list, path: str, title: str = "") -> None:

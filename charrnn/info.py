@@ -64,6 +64,7 @@ def describe(checkpoint) -> dict:
         "path": ck.path,
         "format": meta.get("format"),
         "charrnn_version": meta.get("charrnn_version"),
+        "task": ck.task,  # "lm", or "seq2seq" for an encoder-decoder (charrnn translate)
         "model": {"cell": config.cell, "layers": config.layers, "hidden_size": config.hidden_size,
                   "activation": config.activation, "dropout": config.dropout, "dtype": config.dtype,
                   "parameters": int(sum(v.size for v in ck.params.values())), "shapes": params},
@@ -109,7 +110,8 @@ def format_description(d: dict) -> str:
     limits = ", ".join(f"{k} {cfg[k]:g}" for k in ("max_steps", "epochs", "max_time") if cfg[k] is not None) or "one epoch"
     lines = [
         f"{d['path']}: charrnn checkpoint format {d['format']} (charrnn {d['charrnn_version']})",
-        f"model:      {m['cell']}{act}, {m['layers']} layer{'s' if m['layers'] > 1 else ''} x {m['hidden_size']} "
+        f"model:      {'encoder-decoder, ' if d['task'] == 'seq2seq' else ''}{m['cell']}{act}, "
+        f"{m['layers']} layer{'s' if m['layers'] > 1 else ''} x {m['hidden_size']} "
         f"hidden{drop}, {m['parameters']:,} parameters ({m['dtype']})",
         f"vocabulary: {v['size']} {kind}: {shown}",
         f"corpus:     sha256 {c['sha256']}, {_fmt(c['chars'], ',')} chars "

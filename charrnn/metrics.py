@@ -90,8 +90,15 @@ class MetricsRecorder:
         keep = []
         if self._start_step > 0 and os.path.exists(self.path):
             keep = [r for r in read(self.path) if r.get("step", 0) <= self._start_step]
-        self._fh = open(self.path, "w", encoding="utf-8")
-        self._fh.writelines(json.dumps(r) + "\n" for r in keep)
+        # The kept rows go to a temporary file that replaces the old one whole, so a kill
+        # at any moment leaves either the old file or the kept rows, never a cut-short file.
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in keep)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        self._fh = open(self.path, "a", encoding="utf-8")
         self._write_waiting()
 
     def _flush(self) -> None:

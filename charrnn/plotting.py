@@ -24,7 +24,7 @@ def plot(source: str = "checkpoints", output: Optional[str] = None, title: Optio
     if not steps:
         raise CharRNNError(f"{path} has no training rows to plot")
     output = output or os.path.join(os.path.dirname(os.path.abspath(path)), "loss.png")
-    plt = _pyplot()
+    plt = pyplot()
 
     train = [r["train_loss"] for r in rows if r.get("train_loss") is not None]
     val = [(r["step"], r["val_loss"]) for r in rows if r.get("val_loss") is not None]
@@ -68,7 +68,8 @@ def save_figure(plt, fig, path: str) -> None:
         plt.close(fig)
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on a file-only backend, or the one-line error naming the extra to install."""
     try:
         import matplotlib
 

@@ -1,11 +1,15 @@
-"""Shared fixtures: small texts and a small trained checkpoint, made once per session."""
+"""Shared fixtures and helpers: small texts, a small trained checkpoint and the "hello" model
+(each made once per session), the CLI runner, file digests, and the small-model flags."""
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
+from click.testing import CliRunner
 
-from charrnn.config import Config
+from charrnn.cli import main
+from charrnn.config import Config, resolve
 from charrnn.training import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -16,6 +20,25 @@ TINY_TEXT = (
     "ROMEO.\nBut soft, what light through yonder window breaks?\n"
     "JULIET.\nO Romeo, Romeo, wherefore art thou Romeo?\n"
 ) * 20
+
+
+# The command-line twin of tiny_config's model size; tests add their own limits and cadences.
+TINY_FLAGS = ["--hidden-size", "16", "--batch-size", "4", "--seq-len", "16"]
+
+
+def invoke(*args, input=None, env=None):
+    """`charrnn ARGS...` in-process (click's runner); arguments may be paths or numbers."""
+    return CliRunner().invoke(main, [str(a) for a in args], input=input, env=env)
+
+
+def sha(path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def digests(directory) -> dict:
+    """name -> sha256 of every file in a directory."""
+    return {name: sha(os.path.join(directory, name)) for name in sorted(os.listdir(directory))}
 
 
 def tiny_config(**changes) -> Config:
@@ -48,3 +71,11 @@ def trained_dir(tmp_path_factory, tiny_corpus) -> str:
 @pytest.fixture(scope="session")
 def trained_ckpt(trained_dir) -> str:
     return os.path.join(trained_dir, "best.npz")
+
+
+@pytest.fixture(scope="session")
+def hello_dir(tmp_path_factory) -> str:
+    """The textbook "hello" model: configs/hello.yaml trained on data/hello.txt, in latest.npz."""
+    out = tmp_path_factory.mktemp("hello") / "hello"
+    train(resolve(os.path.join(CONFIGS, "hello.yaml")), os.path.join(DATA, "hello.txt"), out=str(out))
+    return str(out)

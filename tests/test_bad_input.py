@@ -1,8 +1,9 @@
-"""Issue 2's bad inputs: each is one line on stderr, exit 1 (2 for usage errors), no
-traceback, and no existing checkpoint is touched."""
+"""The bad inputs that need more than a row of tests/test_bad_input_table.py (a file the
+user cannot read, a run that diverges, damaged checkpoints of every kind, invalid UTF-8 cut
+across reads): each is one line on stderr, exit 1 (2 for usage errors), no traceback, and no
+existing checkpoint is touched."""
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import warnings
@@ -10,20 +11,15 @@ import zipfile
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import charrnn.compressed
 import charrnn.data
-from charrnn.cli import main
 
-from conftest import TINY_TEXT
+from conftest import TINY_FLAGS, TINY_TEXT, digests, invoke
 
-TINY_FLAGS = ["--hidden-size", "16", "--batch-size", "4", "--seq-len", "16", "--max-steps", "5", "--quiet"]
+FLAGS = [*TINY_FLAGS, "--max-steps", "5", "--quiet"]
 
 
-def digests(directory) -> dict:
-    return {name: hashlib.sha256(open(os.path.join(directory, name), "rb").read()).hexdigest()
-            for name in sorted(os.listdir(directory))}
 
 
 @pytest.fixture
@@ -36,8 +32,6 @@ def guarded(tmp_path, trained_dir):
     assert digests(directory) == before, "a failed command touched the checkpoints"
 
 
-def invoke(*args, input=None):
-    return CliRunner().invoke(main, [str(a) for a in args], input=input)
 
 
 def assert_error(result, *needles, code=1):
@@ -65,15 +59,7 @@ def write_bytes(tmp_path, name, data: bytes) -> str:
 
 def train_into(guarded, corpus, *extra):
     # --force: even when overwriting is allowed, a failed run must not touch the checkpoints.
-    return invoke("train", corpus, *TINY_FLAGS, "--out", guarded, "--force", *extra)
-
-
-def test_train_missing_file(tmp_path, guarded):
-    assert_error(train_into(guarded, tmp_path / "nope.txt"), "not found", "nope.txt")
-
-
-def test_train_directory(tmp_path, guarded):
-    assert_error(train_into(guarded, tmp_path), "directory", str(tmp_path))
+    return invoke("train", corpus, *FLAGS, "--out", guarded, "--force", *extra)
 
 
 def test_train_unreadable_file(tmp_path, guarded, monkeypatch):
@@ -97,30 +83,6 @@ def test_train_unreadable_file_mode_000(tmp_path, guarded):
     assert_error(train_into(guarded, path), "permission denied", "secret.txt")
 
 
-def test_train_empty_corpus(tmp_path, guarded):
-    assert_error(train_into(guarded, write_bytes(tmp_path, "empty.txt", b"")), "empty", "empty.txt")
-
-
-def test_train_corpus_shorter_than_one_batch(tmp_path, guarded):
-    path = write_bytes(tmp_path, "short.txt", TINY_TEXT[:64].encode())  # B x T = 64 needs 65
-    assert_error(train_into(guarded, path), "too short", "64 characters", "--batch-size")
-
-
-@pytest.mark.parametrize("data, offset", [
-    ("héllo wörld".encode() + b"\xff rest", len("héllo wörld".encode())),
-    (b"abc\xe6\x97", 3),  # a three-byte sequence cut short at the end
-    (b"\x80", 0),
-])
-def test_train_invalid_utf8_names_the_offset(tmp_path, guarded, data, offset):
-    path = write_bytes(tmp_path, "latin.txt", data)
-    assert_error(train_into(guarded, path), "UTF-8", f"offset {offset}", "latin.txt")
-
-
-def test_train_refuses_to_overwrite_without_force(tiny_corpus, guarded):
-    result = invoke("train", tiny_corpus, *TINY_FLAGS, "--out", guarded)
-    assert_error(result, "already holds checkpoints", "--force")
-
-
 def test_train_divergence_keeps_the_checkpoints(tiny_corpus, guarded):
     # Adam moves each weight by about lr per step: float32 overflows within a few steps.
     with warnings.catch_warnings(record=True) as caught:
@@ -131,37 +93,18 @@ def test_train_divergence_keeps_the_checkpoints(tiny_corpus, guarded):
 
 
 def test_huge_but_finite_loss_is_not_a_traceback(tiny_corpus, tmp_path):
-    result = invoke("train", tiny_corpus, *TINY_FLAGS, "--lr", "1e30", "--clip", "0", "--eval-every", "5",
+    result = invoke("train", tiny_corpus, *FLAGS, "--lr", "1e30", "--clip", "0", "--eval-every", "5",
                     "--out", tmp_path / "o")
-    assert result.exit_code == 0, result.output
-
-
-def test_train_bad_flag_value_is_a_usage_error(tiny_corpus, guarded):
-    assert_error(train_into(guarded, tiny_corpus, "--activation", "softmax"), "--activation", code=2)
-    assert_error(train_into(guarded, tiny_corpus, "--hidden-size", "many"), "--hidden-size", code=2)
+    # Whether float32 sums of squares this large overflow depends on numpy's summation (numpy
+    # 1.22's gradient norm does, 2.x's does not): either training goes on, or it stops in one line.
+    if result.exit_code:
+        assert_error(result, "diverged", "--lr")
 
 
 # -- sample -------------------------------------------------------------------------------
 
 def best(guarded):
     return os.path.join(guarded, "best.npz")
-
-
-def test_sample_prime_outside_vocabulary(guarded):
-    result = invoke("sample", "--checkpoint", best(guarded), "--prime", "Romeo 😀 Ω")
-    assert_error(result, "prime", "'😀'", "'Ω'")
-
-
-def test_sample_negative_temperature(guarded):
-    assert_error(invoke("sample", "--checkpoint", best(guarded), "--temp", "-0.5"), "--temp", code=2)
-
-
-def test_sample_negative_length(guarded):
-    assert_error(invoke("sample", "--checkpoint", best(guarded), "--length", "-3"), "--length", code=2)
-
-
-def test_sample_missing_checkpoint(tmp_path, guarded):
-    assert_error(invoke("sample", "--checkpoint", tmp_path / "gone.npz"), "not found", "gone.npz")
 
 
 def test_sample_no_checkpoint_directory(tmp_path, monkeypatch):
@@ -208,39 +151,7 @@ def test_eval_corrupt_checkpoint(tmp_path, guarded, tiny_corpus, kind):
     assert_error(invoke("eval", "--checkpoint", path, tiny_corpus), os.path.basename(path))
 
 
-# -- eval ---------------------------------------------------------------------------------
-
-def test_eval_missing_file(tmp_path, guarded):
-    assert_error(invoke("eval", "--checkpoint", best(guarded), tmp_path / "nope.txt"), "not found", "nope.txt")
-
-
-def test_eval_directory(tmp_path, guarded):
-    assert_error(invoke("eval", "--checkpoint", best(guarded), tmp_path), "directory")
-
-
-def test_eval_invalid_utf8(tmp_path, guarded):
-    path = write_bytes(tmp_path, "bad.txt", b"ROMEO\n\xc3(")
-    assert_error(invoke("eval", "--checkpoint", best(guarded), path), "UTF-8", "offset 6")
-
-
-def test_eval_invalid_utf8_on_stdin(guarded):
-    assert_error(invoke("eval", "--checkpoint", best(guarded), "-", input=b"ROMEO\xff"), "<stdin>", "offset 5")
-
-
-def test_eval_characters_outside_vocabulary(tmp_path, guarded):
-    path = write_bytes(tmp_path, "new.txt", "ROMEO: ¿qué? 😀\n".encode())
-    assert_error(invoke("eval", "--checkpoint", best(guarded), path), "'¿'", "'é'", "'😀'")
-
-
-@pytest.mark.parametrize("text", [b"", b"R"])
-def test_eval_text_too_short_to_score(tmp_path, guarded, text):
-    path = write_bytes(tmp_path, "tiny.txt", text)
-    assert_error(invoke("eval", "--checkpoint", best(guarded), path), "at least 2 characters")
-
-
-def test_eval_missing_checkpoint(tmp_path, tiny_corpus):
-    assert_error(invoke("eval", "--checkpoint", tmp_path / "gone.npz", tiny_corpus), "not found", "gone.npz")
-
+# -- reading ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 4, 5, 7])
 @pytest.mark.parametrize("data", [
@@ -261,18 +172,3 @@ def test_invalid_utf8_offset_across_read_boundaries(tmp_path, monkeypatch, data,
     with pytest.raises(charrnn.data.CharRNNError) as info:
         charrnn.data.load_corpus(path)
     assert str(info.value).startswith(f"{path} is not valid UTF-8: byte 0x{byte:02x} at offset {offset};")
-
-
-@pytest.mark.parametrize("args", [
-    ["sample", "--temp", "-1"],
-    ["sample", "--length", "-5"],
-    ["train"],
-    ["train", "x.txt", "--hidden-size", "many"],
-    ["no-such-command"],
-])
-def test_usage_errors_are_one_line(args):
-    result = invoke(*args)
-    assert result.exit_code == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ") and "--help" in lines[0]

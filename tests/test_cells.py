@@ -136,10 +136,38 @@ def test_gru_gate_layout():
 
 
 def test_parameter_names_per_cell_and_layer():
-    names = lambda cell: sorted(Model(V, H, layers=2, cell=cell).shapes())
+    def names(cell):
+        return sorted(Model(V, H, layers=2, cell=cell).shapes())
+
     assert names("elman") == sorted(["W_xh", "W_hh", "b_h", "W_xh.1", "W_hh.1", "b_h.1", "W_hy", "b_y"])
     assert names("lstm") == sorted(["W_x", "W_h", "b", "W_x.1", "W_h.1", "b.1", "W_hy", "b_y"])
     assert names("gru") == sorted(["W_x", "W_h", "b", "b_hn", "W_x.1", "W_h.1", "b.1", "b_hn.1", "W_hy", "b_y"])
+
+
+def test_every_cell_has_a_plain_reference_recurrence():
+    """A cell removed (or added without its reference) fails here rather than being skipped."""
+    from charrnn import reference
+    from charrnn.cells import CELL_CLASSES
+
+    assert set(CELL_CLASSES) == {"elman", "lstm", "gru"}
+    assert {kind: cls.kind for kind, cls in CELL_CLASSES.items()} == {k: k for k in CELL_CLASSES}
+    assert set(reference.RECURRENCES) == set(CELL_CLASSES)
+
+
+@pytest.mark.parametrize("cell,activation", [("elman", "tanh"), ("elman", "relu"), ("elman", "sigmoid"),
+                                             ("gru", "tanh"), ("lstm", "tanh")])
+def test_each_layer_forward_is_its_plain_float64_recurrence(cell, activation):
+    from charrnn import reference
+
+    rng = np.random.default_rng(4)
+    V, H, T, B = 5, 6, 7, 3
+    model = Model(V, H, activation, layers=2, cell=cell, dtype="float64").init(3)
+    x = rng.integers(0, V, (T, B))
+    for layer in model.layers:  # the second layer's input is the first's output
+        out = layer.forward(model.params, x, layer.zero_state(B, np.float64))
+        hs, _ = reference.RECURRENCES[layer.kind](layer, reference.params_of(layer, model.params), x)
+        np.testing.assert_allclose(out, hs[1:], rtol=1e-12, atol=1e-14)
+        x = out.copy()
 
 
 def test_dropout_needs_its_generator():
@@ -166,6 +194,7 @@ def test_gradients_bitwise_the_same_with_or_without_the_worker_thread(cell, monk
     from charrnn import cells, threads
 
     monkeypatch.setattr(cells, "BLOCK_COLUMNS", 3)  # several blocks, the last one short
+    monkeypatch.setattr(cells, "WORKER_MIN_BLOCK", 0)  # the worker takes even these small ones
     before = threads.threads()
     grads = []
     try:

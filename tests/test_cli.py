@@ -13,17 +13,14 @@ from click.testing import CliRunner
 
 from charrnn import checkpoint as ckpt
 from charrnn.cli import main
-from charrnn.scoring import evaluate
 from charrnn.sampling import _draw, sample
+from charrnn.scoring import evaluate
 
-from conftest import CONFIGS, DATA, TINY_TEXT
+from conftest import CONFIGS, DATA, TINY_FLAGS, TINY_TEXT, invoke
 
-TINY_FLAGS = ["--hidden-size", "16", "--batch-size", "4", "--seq-len", "16", "--lr", "0.01",
-              "--max-steps", "40", "--eval-every", "20", "--save-every", "20"]
+FLAGS = [*TINY_FLAGS, "--lr", "0.01", "--max-steps", "40", "--eval-every", "20", "--save-every", "20"]
 
 
-def invoke(*args, input=None):
-    return CliRunner().invoke(main, [str(a) for a in args], input=input)
 
 
 def ok(result):
@@ -40,7 +37,7 @@ def charrnn_command() -> list:
 def test_train_sample_eval_in_a_fresh_directory(tmp_path, tiny_corpus, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the default checkpoints/ directory, as a new user gets it
     runner = CliRunner()
-    result = ok(runner.invoke(main, ["train", tiny_corpus, *TINY_FLAGS]))
+    result = ok(runner.invoke(main, ["train", tiny_corpus, *FLAGS]))
     assert result.stdout == ""  # progress and summary go to stderr
     summary = result.stderr.strip().splitlines()[-1]
     assert summary.startswith("done: 40 steps") and "chars/s" in summary and "val loss" in summary
@@ -62,7 +59,7 @@ def test_train_sample_eval_in_a_fresh_directory(tmp_path, tiny_corpus, monkeypat
 
 
 def test_quiet_train_prints_nothing(tmp_path, tiny_corpus):
-    result = ok(invoke("train", tiny_corpus, *TINY_FLAGS, "--max-steps", "5", "--quiet", "--out", tmp_path / "o"))
+    result = ok(invoke("train", tiny_corpus, *FLAGS, "--max-steps", "5", "--quiet", "--out", tmp_path / "o"))
     assert result.stdout == "" and result.stderr == ""
     assert os.path.exists(tmp_path / "o" / "latest.npz")
 
@@ -76,11 +73,9 @@ def test_config_file_then_flags(tmp_path):
     assert config.batch_size == 1 and config.seq_len == 4 and config.lr == 0.05  # the file
 
 
-def test_hello_example_through_the_cli(tmp_path):
-    out = tmp_path / "hello"
-    ok(invoke("train", os.path.join(DATA, "hello.txt"), "--config", os.path.join(CONFIGS, "hello.yaml"),
-              "--out", out))
-    result = ok(invoke("sample", "--checkpoint", out / "latest.npz", "--prime", "h", "--length", "4", "--temp", "0"))
+def test_hello_example_through_the_cli(hello_dir):
+    latest = os.path.join(hello_dir, "latest.npz")
+    result = ok(invoke("sample", "--checkpoint", latest, "--prime", "h", "--length", "4", "--temp", "0"))
     assert result.stdout == "hello\n"
 
 
@@ -192,7 +187,7 @@ def test_ctrl_c_saves_latest_and_exits_130(tmp_path, tiny_corpus):
     import signal
 
     out = tmp_path / "run"
-    proc = subprocess.Popen(charrnn_command() + ["train", tiny_corpus, *TINY_FLAGS, "--max-steps", "100000000",
+    proc = subprocess.Popen(charrnn_command() + ["train", tiny_corpus, *FLAGS, "--max-steps", "100000000",
                                                  "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:  # off a terminal, each validation prints "step N: val loss ..."
@@ -211,7 +206,7 @@ def test_ctrl_c_saves_latest_and_exits_130(tmp_path, tiny_corpus):
 def test_train_from_stdin_and_from_several_files(tmp_path, tiny_corpus):
     import hashlib
 
-    ok(invoke("train", "-", *TINY_FLAGS, "--max-steps", "3", "--quiet", "--out", tmp_path / "a",
+    ok(invoke("train", "-", *FLAGS, "--max-steps", "3", "--quiet", "--out", tmp_path / "a",
               input=TINY_TEXT.encode()))
     meta = ckpt.load(str(tmp_path / "a" / "latest.npz")).meta
     assert meta["corpus_sha256"] == hashlib.sha256(TINY_TEXT.encode()).hexdigest()
@@ -219,7 +214,7 @@ def test_train_from_stdin_and_from_several_files(tmp_path, tiny_corpus):
 
     extra = tmp_path / "extra.txt"
     extra.write_text("Ωmega 😀\n", encoding="utf-8")
-    ok(invoke("train", tiny_corpus, extra, *TINY_FLAGS, "--max-steps", "3", "--quiet", "--out", tmp_path / "b"))
+    ok(invoke("train", tiny_corpus, extra, *FLAGS, "--max-steps", "3", "--quiet", "--out", tmp_path / "b"))
     saved = ckpt.load(str(tmp_path / "b" / "latest.npz"))
     both = TINY_TEXT + "Ωmega 😀\n"  # concatenated in order
     assert saved.meta["corpus_sha256"] == hashlib.sha256(both.encode()).hexdigest()

@@ -31,8 +31,10 @@ def test_defaults_are_valid():
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(CONFIGS, "*.yaml"))))
 def test_bundled_configs_are_valid(path):
-    config = resolve(path)
-    assert isinstance(config, Config)
+    config, data = resolve(path), load_yaml(path)
+    assert data, "an empty config says nothing"
+    for key, value in data.items():  # every key the file sets is the config's (YAML may give 2e-3 as a string)
+        assert getattr(config, key) == (float(value) if isinstance(getattr(config, key), float) else value), key
 
 
 def test_bundled_config_names():

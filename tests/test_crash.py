@@ -20,12 +20,12 @@ import pytest
 from charrnn import checkpoint as ckpt
 from charrnn.data import split
 from charrnn.training import train, validation_loss
-from conftest import TINY_TEXT, tiny_config
+
+from conftest import TINY_FLAGS, TINY_TEXT, tiny_config
 
 KILLS = 12
 FOREVER = 10**9  # the killed processes never reach their limit; the last resume sets the real one
-FLAGS = ["--hidden-size", "16", "--batch-size", "4", "--seq-len", "16", "--lr", "0.01", "--seed", "0",
-         "--eval-every", "3", "-q"]
+FLAGS = [*TINY_FLAGS, "--lr", "0.01", "--seed", "0", "--eval-every", "3", "-q"]
 
 
 def _wait_for_tmp(out: str, proc, timeout: float, old=()) -> bool:

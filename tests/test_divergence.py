@@ -2,7 +2,6 @@
 good checkpoint stays as it was."""
 from __future__ import annotations
 
-import hashlib
 import os
 
 import numpy as np
@@ -13,12 +12,8 @@ from charrnn import checkpoint as ckpt
 from charrnn.cli import main
 from charrnn.errors import DivergenceError
 from charrnn.training import train
-from conftest import TINY_TEXT, tiny_config
 
-
-def sha(path):
-    with open(path, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
+from conftest import TINY_TEXT, sha, tiny_config
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adagrad"])

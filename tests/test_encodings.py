@@ -6,19 +6,17 @@ import os
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import charrnn
-from charrnn.cli import main
 from charrnn.data import load_corpus, read_text
 from charrnn.errors import CharRNNError
 
+from conftest import TINY_FLAGS, invoke
+
 TEXT = "Café au lait, naïve façade, ½ price © 2026. Größe!\n" * 60
-SMALL = ["--hidden-size", "16", "--batch-size", "4", "--seq-len", "16", "--max-steps", "20", "-q"]
+SMALL = [*TINY_FLAGS, "--max-steps", "20", "-q"]
 
 
-def invoke(*argv, env=None):
-    return CliRunner().invoke(main, list(argv), env=env)
 
 
 @pytest.mark.parametrize("encoding", ["latin-1", "cp1252", "utf-16", "utf-8"])
@@ -75,6 +73,8 @@ def test_a_bytes_prime_is_the_utf8_bytes_of_what_was_typed(tmp_path, monkeypatch
     out = invoke("sample", "--prime", "Café", "--length", "10", "--seed", "0")
     assert out.exit_code == 0, out.output
     assert out.stdout_bytes.startswith("Café".encode("utf-8")) and len(out.stdout_bytes) == 5 + 10
+    unseen = invoke("sample", "--prime", "a €")
+    assert unseen.exit_code == 1 and "the prime has bytes the model never saw: 0x82, 0xac, 0xe2" in unseen.output
     beam = invoke("sample", "--prime", "Caf", "--beam", "2", "--length", "8", "--json")
     assert all(len(json.loads(line)["text"]) == 8 for line in beam.stdout.splitlines())
 

@@ -2,16 +2,13 @@
 any refusal they cause."""
 from __future__ import annotations
 
-from click.testing import CliRunner
-
 from charrnn import checkpoint as ckpt
-from charrnn.cli import main
+
+from conftest import invoke
 
 SMALL = ["--batch-size", "2", "--seq-len", "8", "--max-steps", "3", "--quiet"]
 
 
-def invoke(*args, env=None):
-    return CliRunner().invoke(main, [str(a) for a in args], env=env)
 
 
 def test_environment_beats_yaml_and_a_flag_beats_both(tmp_path, tiny_corpus):

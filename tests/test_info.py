@@ -5,7 +5,6 @@ import json
 import shutil
 
 import numpy as np
-
 from click.testing import CliRunner
 
 from charrnn.cli import main
@@ -19,7 +18,7 @@ def test_describe_says_what_the_checkpoint_is(trained_ckpt):
     assert d["vocabulary"]["kind"] == "characters" and d["vocabulary"]["size"] == len(d["vocabulary"]["characters"])
     assert len(d["corpus"]["sha256"]) == 64
     assert d["run"]["step"] > 0 and d["run"]["resumable"] is True
-    assert d["config"]["hidden_size"] == 16
+    assert d["config"]["hidden_size"] == 16 and d["task"] == "lm"
 
 
 def test_info_lists_a_directory_by_step_and_names_damaged_files(trained_dir, tmp_path):

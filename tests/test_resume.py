@@ -1,7 +1,6 @@
 """Exact resume: a run stopped after k updates and resumed ends bitwise where an unbroken run ends."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,7 +18,8 @@ from charrnn.errors import CharRNNError, CheckpointError
 from charrnn.optim import OPTIMIZERS
 from charrnn.resume import RunState
 from charrnn.training import Interrupted, train
-from conftest import TINY_TEXT, tiny_config
+
+from conftest import TINY_FLAGS, TINY_TEXT, sha, tiny_config
 
 N = 40  # the tiny corpus has 32 chunks per epoch, so N crosses an epoch boundary
 CHUNKS_PER_EPOCH = 32
@@ -51,9 +51,6 @@ def assert_same_run(dir_a, dir_b):
     assert ck_a.meta["step"] == ck_b.meta["step"] and ck_a.meta["chunk"] == ck_b.meta["chunk"]
 
 
-def sha(path):
-    with open(path, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -284,8 +281,7 @@ def test_random_generators_are_restored(trained_dir):
 
 # -- the command line ---------------------------------------------------------------------
 
-FLAGS = ["--hidden-size", "16", "--batch-size", "4", "--seq-len", "16", "--lr", "0.01",
-         "--eval-every", "7", "--save-every", "5", "--seed", "0", "-q"]
+FLAGS = [*TINY_FLAGS, "--lr", "0.01", "--eval-every", "7", "--save-every", "5", "--seed", "0", "-q"]
 
 
 def test_cli_resume_repeats_the_interrupted_command(tmp_path, tiny_corpus, straight):

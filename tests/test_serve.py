@@ -18,6 +18,7 @@ import charrnn
 from charrnn import checkpoint as ckpt
 from charrnn.serve import api
 from charrnn.surprise import hidden_states
+
 from serve_util import port_of, request, running_server, sample_events, text_of, wait_for
 
 TEXT = "ROMEO.\nBut soft, what light through yonder window breaks?\n"
@@ -407,3 +408,23 @@ def test_allow_host_names_a_host_the_user_vouches_for(served_dir):
     with running_server(served_dir, allow_hosts=["box.lan"]) as server:
         assert request(server, "GET", "/api/info", headers={"Host": f"box.lan:{port_of(server)}"})[0] == 200
         assert request(server, "GET", "/api/info", headers={"Host": f"other.lan:{port_of(server)}"})[0] == 403
+
+
+def test_serve_finds_the_model_the_readme_names(tmp_path, monkeypatch):
+    from charrnn.cli import DEFAULT_DIR, MAKE_TRAIN_DIR, serve_source
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    makefile = open(os.path.join(repo, "Makefile")).read()
+    assert f"MODEL_DIR := {MAKE_TRAIN_DIR}\n" in makefile  # where `make train` puts its model
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHARRNN_CHECKPOINT", raising=False)
+    assert serve_source(None, None) == (DEFAULT_DIR, None)
+    os.makedirs(MAKE_TRAIN_DIR)
+    assert serve_source(None, None) == (MAKE_TRAIN_DIR, None)  # a fresh clone after make train
+    os.makedirs(DEFAULT_DIR)
+    assert serve_source(None, None) == (DEFAULT_DIR, None)  # your own runs come first
+    monkeypatch.setenv("CHARRNN_CHECKPOINT", "runs/a/best.npz")
+    assert serve_source(None, None) == ("runs/a", None)
+    monkeypatch.setenv("CHARRNN_CHECKPOINT", "runs/a/step-100.npz")
+    assert serve_source(None, None) == ("runs/a", "runs/a/step-100.npz")
+    assert serve_source("other", None) == ("other", None) and serve_source(None, "x/y.npz") == ("x", "x/y.npz")

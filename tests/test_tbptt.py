@@ -9,6 +9,7 @@ from charrnn.data import Streams
 from charrnn.errors import ConfigError
 from charrnn.model import Model
 from charrnn.training import train
+
 from conftest import tiny_config
 
 
@@ -20,10 +21,6 @@ def _loss_of(model, x, y, state, k1):
 @pytest.mark.parametrize("cell,activation", [("elman", "tanh"), ("elman", "sigmoid"), ("gru", "tanh"),
                                              ("lstm", "tanh")])
 def test_gradient_of_k1_lt_k2_loss_matches_central_differences(cell, activation):
-    from charrnn import cells
-
-    if cell != "elman" and not hasattr(cells, cell.upper()):
-        pytest.skip(f"no {cell} cell in this tree")
     rng = np.random.default_rng(3)
     V, H, T, B, k1 = 5, 6, 7, 3, 2
     model = Model(V, H, activation, dtype="float64", **({"cell": cell} if cell != "elman" else {})).init(1)
@@ -103,10 +100,6 @@ def test_streams_serve_overlapping_windows_advancing_by_the_stride():
 @pytest.mark.parametrize("cell", ["elman", "gru", "lstm"])
 def test_carried_state_is_the_state_k1_steps_into_the_previous_window(cell):
     """Chaining windows must give the state of running the stream straight through."""
-    from charrnn import cells
-
-    if cell != "elman" and not hasattr(cells, cell.upper()):
-        pytest.skip(f"no {cell} cell in this tree")
     rng = np.random.default_rng(2)
     V, H, B, T, k1 = 6, 8, 3, 8, 3
     ids = rng.integers(0, V, 1 + B * 40).astype(np.uint8)

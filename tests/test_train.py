@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 
 from charrnn import checkpoint as ckpt
-from charrnn.config import resolve
 from charrnn.data import Streams, split
 from charrnn.model import Model
 from charrnn.training import train
 
-from conftest import CONFIGS, DATA, TINY_TEXT, tiny_config
+from conftest import TINY_TEXT, tiny_config
 
 
 def run(tmp_path, name="out", text=TINY_TEXT, **changes):
@@ -38,11 +37,9 @@ def test_loss_goes_down(tmp_path):
     assert result.best_val_loss == min(vals)
 
 
-def test_hello_example(tmp_path):
+def test_hello_example(hello_dir):
     """The textbook "hello" example: after 'h', 'he', 'hel', 'hell' come 'e', 'l', 'l', 'o'."""
-    config = resolve(os.path.join(CONFIGS, "hello.yaml"))
-    result = train(config, os.path.join(DATA, "hello.txt"), out=str(tmp_path / "hello"))
-    checkpoint = ckpt.load(result.latest)
+    checkpoint = ckpt.load(os.path.join(hello_dir, "latest.npz"))
     assert checkpoint.vocab.chars == "ehlo"
     model = checkpoint.model()
     for prefix, expected in [("h", "e"), ("he", "l"), ("hel", "l"), ("hell", "o")]:
@@ -87,7 +84,7 @@ def test_state_is_carried_and_reset_only_at_epoch_start(tmp_path, monkeypatch):
     text = TINY_TEXT[:4 * 16 * 3 + 1]  # exactly 3 chunks per epoch
     result, _ = run(tmp_path, text=text, max_steps=7, val_fraction=0)
     assert result.steps == 7 and len(calls) == 7
-    for step, (h0, h_out) in enumerate(calls):
+    for step, (h0, _) in enumerate(calls):
         if step % 3 == 0:
             assert not np.any(h0), f"step {step} starts an epoch: zero state"
         else:

@@ -143,8 +143,9 @@ def sample_request(store, body: dict) -> dict:
     if stop_at:
         known_text(checkpoint.vocab, stop_at, "stop_at")
     try:
-        gen = Generation(*model_and_vocab(checkpoint, "sample"), 1, length, temperature, prime, seed, top_k, stop_at=stop_at, logprobs=True,
-                         top_p=top_p, repetition_penalty=penalty)
+        # A model of its own (Checkpoint.model() shares the weights): models reuse buffers.
+        gen = Generation(*model_and_vocab(checkpoint, "charrnn serve"), 1, length, temperature, prime, seed, top_k,
+                         stop_at=stop_at, logprobs=True, top_p=top_p, repetition_penalty=penalty)
     except CharRNNError as exc:
         raise ApiError(422, str(exc)) from None
     return dict(name=name, step=checkpoint.meta.get("step"), gen=gen, rate=rate)
