@@ -14,6 +14,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's charrnn
 from charrnn.model import Model
+
 V, H, T, B = 7, 5, 6, 3
 rng = np.random.default_rng(0)
 ids = rng.integers(0, V, (T, B))

@@ -4,8 +4,9 @@
 A refactor that claims "behaviour unchanged" must leave these bitwise the same: the
 parameters, the optimizer state, the carried hidden state, the run history and the
 metadata (less the wall-clock fields). The config is kept as it is (meta/config): a field
-added to Config since the other fingerprint is reported, not counted as a difference. Runs: each cell (two layers, dropout, validation,
-a TBPTT stride), a run stopped and resumed, and a fine-tune onto new characters.
+added to Config since the other fingerprint is reported, not counted as a difference.
+Runs: each cell (two layers, dropout, validation, a TBPTT stride), a run stopped and
+resumed, and a fine-tune onto new characters.
 
 usage: python bench/fingerprint.py [--out FILE.json] [--compare FILE.json]
 With --compare, exits 1 naming every array whose hash differs from FILE's.

@@ -55,11 +55,11 @@ def write_heldout(corpus: str, config_path: str, path: str) -> int:
     return len(text)
 
 
-THREADS: dict = {}  # environment for both sides: the same number of threads, when --threads is given
+THREADS: list = []  # ["--threads", "N"] for every command of both sides, when --threads is given
 
 
 def run(cmd: list) -> str:
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, **THREADS})
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if out.returncode:
         raise SystemExit(f"failed ({out.returncode}): {' '.join(cmd)}\n{out.stderr.strip()[-2000:]}")
     return out.stdout
@@ -70,12 +70,12 @@ def race_charrnn(config_path: str, corpus: str, seconds: float, out: str, heldou
 
     charrnn = [sys.executable, "-m", "charrnn"]
     run([*charrnn, "train", corpus, "--config", config_path, "--max-time", str(seconds),
-         "--out", out, "--force", "--quiet"])
+         "--out", out, "--force", "--quiet", *THREADS])
     with np.load(os.path.join(out, "latest.npz"), allow_pickle=False) as z:
         meta = json.loads(str(z["meta"]))
     cfg = meta["config"]
     best = os.path.join(out, "best.npz")
-    score = json.loads(run([*charrnn, "eval", heldout, "--checkpoint", best, "--json"]))
+    score = json.loads(run([*charrnn, "eval", heldout, "--checkpoint", best, "--json", *THREADS]))
     return {"steps": meta["step"], "elapsed": meta["elapsed"],
             "chars_per_sec": meta["step"] * cfg["batch_size"] * cfg["seq_len"] / meta["elapsed"],
             "heldout_loss": score["loss"]}
@@ -84,8 +84,8 @@ def race_charrnn(config_path: str, corpus: str, seconds: float, out: str, heldou
 def race_peer(py: str, config_path: str, corpus: str, seconds: float, out: str, heldout: str) -> dict:
     peer = [py, os.path.join(HERE, "torch_peer.py")]
     trained = json.loads(run([*peer, "train", corpus, "--config", config_path, "--max-time", str(seconds),
-                              "--out", out, "--quiet"]).strip().splitlines()[-1])
-    score = json.loads(run([*peer, "eval", heldout, "--model", out, "--json"]))
+                              "--out", out, "--quiet", *THREADS]).strip().splitlines()[-1])
+    score = json.loads(run([*peer, "eval", heldout, "--model", out, "--json", *THREADS]))
     return {"steps": trained["steps"], "elapsed": trained["elapsed"],
             "chars_per_sec": trained["chars_per_sec"], "heldout_loss": score["loss"],
             "torch": trained["torch"], "threads": trained["threads"]}
@@ -119,10 +119,10 @@ def main(argv=None):
     ap.add_argument("--config", action="append", help="race only these configs [default: configs/shakespeare-*.yaml]")
     ap.add_argument("--out", default=os.path.join(REPO, "five-minutes"), help="runs, held-out text, results.json")
     ap.add_argument("--threads", type=int, default=None,
-                    help="BLAS / torch threads on both sides [default: each library's own choice]")
+                    help="--threads N for both sides' commands [default: each side's own default]")
     a = ap.parse_args(argv)
-    if a.threads:  # OpenBLAS for charrnn; torch reads OMP_NUM_THREADS for its intra-op pool
-        THREADS.update({v: str(a.threads) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
+    if a.threads:
+        THREADS.extend(["--threads", str(a.threads)])
     if subprocess.run([a.peer_python, "-c", "import torch"], capture_output=True).returncode:
         raise SystemExit(f"no torch in {a.peer_python}: run `make peer` first, or pass --peer-python")
     os.makedirs(a.out, exist_ok=True)

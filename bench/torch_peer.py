@@ -48,7 +48,9 @@ from charrnn.config import Config, field_type, resolve  # noqa: E402
 from charrnn.errors import CharRNNError  # noqa: E402
 
 EVAL_CHUNK = 8192  # one-stream scoring runs the text in pieces of this many steps, state carried
-UNSUPPORTED = {"tbptt_stride": None, "init_from": None, "patience": None, "dtype": "float32"}
+# Config keys the peer does not implement, with the only value it accepts (charrnn's default).
+UNSUPPORTED = {"tbptt_stride": None, "init_from": None, "patience": None, "dtype": "float32", "init": "uniform",
+               "init_scale": 1.0, "val": None, "encoding": "utf-8"}
 
 
 def build_net(config: Config, vocab_size: int):
@@ -145,6 +147,7 @@ def score_ids(net, ids, streams: int = 1) -> tuple:
 def train(config: Config, corpus: list, out: str, quiet: bool = False) -> dict:
     import torch
     import torch.nn.functional as F
+
     from charrnn.data import Streams, load_corpus, split
 
     data = load_corpus(corpus)

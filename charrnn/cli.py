@@ -316,7 +316,8 @@ def run_dir(corpus, resume, out) -> str:
               help="Samples to draw, generated side by side in one batch.")
 @click.option("--separator", default=r"\n\n", show_default=True,
               help=r"Written between samples; \n, \t, \0 and \\ are understood.")
-@click.option("--stop-at", default=None, help="End each sample after the first occurrence of this string in it (escapes as --separator).")
+@click.option("--stop-at", default=None,
+              help="End each sample after the first occurrence of this string in it (escapes as --separator).")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per sample and line: seed, temperature, top_k, prime, text, logprobs, stopped, logprob; "
                    "with --beam: prime, text, logprob, logprobs, stopped, beam, rank.")
@@ -380,11 +381,13 @@ def check_beam_options(ctx, top_k, top_p, num_samples) -> None:
 @checkpoint_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--per-line", is_flag=True,
-              help="Score each line: one JSON object per line (line, chars, predictions, nats, nats_per_prediction, bits, bits_per_prediction, text).")
+              help="Score each line: one JSON object per line (line, chars, predictions, nats, "
+                   "nats_per_prediction, bits, bits_per_prediction, text).")
 @click.option("--reset-per-line", is_flag=True, help="Score each line alone, from a zero state (implies --per-line).")
 @encoding_options
 @click.option("--tsv", is_flag=True,
-              help="Per-line scores as tab-separated line, chars, nats, nats_per_prediction, bits, bits_per_prediction, text (implies --per-line).")
+              help="Per-line scores as tab-separated line, chars, nats, nats_per_prediction, bits, "
+                   "bits_per_prediction, text (implies --per-line).")
 @click.option("--pairs", is_flag=True,
               help="FILE holds source TAB target lines: an encoder-decoder's per-char target loss and exact-match accuracy.")
 @threads_option
@@ -415,7 +418,11 @@ def eval_pairs(file, checkpoint, as_json):
     from .translate import evaluate_pairs
 
     ck = load_checkpoint(checkpoint)
-    score = evaluate_pairs(ck, read_pairs(file))
+    pairs = read_pairs(file)
+    try:
+        score = evaluate_pairs(ck, pairs)
+    except CharRNNError as exc:  # a source the encoder cannot read: say in which file
+        raise CharRNNError(f"{'<stdin>' if file == '-' else file}: {exc}") from None
     if as_json:
         click.echo(json.dumps(score.to_dict()))
     else:
@@ -544,7 +551,8 @@ def plot(source, output, title, quiet):
 @click.option("--hidden-size", type=click.IntRange(min=1), default=None, help="H [default: 512, or the config's].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="B [default: 64, or the config's].")
 @click.option("--seq-len", type=click.IntRange(min=1), default=None, help="T [default: 64, or the config's].")
-@click.option("--vocab-size", type=click.IntRange(min=2), default=84, show_default=True, help="V, as in the full Shakespeare corpus.")
+@click.option("--vocab-size", type=click.IntRange(min=2), default=84, show_default=True,
+              help="V, as in the full Shakespeare corpus.")
 @click.option("--seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Time spent measuring training.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--cell", "cells", type=click.Choice(["elman", "lstm", "gru"]), multiple=True,
@@ -609,7 +617,8 @@ def bench_cells(config, cells, vocab_size, seconds, as_json):
 @click.option("--compare-activations", is_flag=True, help="Train small tanh, relu and sigmoid models on FILE and compare them.")
 @click.option("--compare-inits", is_flag=True,
               help="Compare untrained models initialised uniform (the default), N(0,1) and orthogonal on FILE.")
-@click.option("--seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="With --compare-activations: training time per model.")
+@click.option("--seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="With --compare-activations: training time per model.")
 @click.option("--hidden-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="With --compare-activations or --compare-inits: H of each model.")
 @threads_option
@@ -672,7 +681,8 @@ def hello(word, steps, seed, as_json):
     Vocabulary h e l o, inputs h e l l, targets e l l o: the output scores and probabilities
     for each input, before and after training.
     """
-    from .walkthrough import format_walkthrough, hello as run
+    from .walkthrough import format_walkthrough
+    from .walkthrough import hello as run
 
     result = run(word, steps, seed)
     click.echo(json.dumps(result.to_dict()) if as_json else format_walkthrough(result))

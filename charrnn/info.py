@@ -110,7 +110,8 @@ def format_description(d: dict) -> str:
     limits = ", ".join(f"{k} {cfg[k]:g}" for k in ("max_steps", "epochs", "max_time") if cfg[k] is not None) or "one epoch"
     lines = [
         f"{d['path']}: charrnn checkpoint format {d['format']} (charrnn {d['charrnn_version']})",
-        f"model:      {'encoder-decoder, ' if d['task'] == 'seq2seq' else ''}{m['cell']}{act}, {m['layers']} layer{'s' if m['layers'] > 1 else ''} x {m['hidden_size']} "
+        f"model:      {'encoder-decoder, ' if d['task'] == 'seq2seq' else ''}{m['cell']}{act}, "
+        f"{m['layers']} layer{'s' if m['layers'] > 1 else ''} x {m['hidden_size']} "
         f"hidden{drop}, {m['parameters']:,} parameters ({m['dtype']})",
         f"vocabulary: {v['size']} {kind}: {shown}",
         f"corpus:     sha256 {c['sha256']}, {_fmt(c['chars'], ',')} chars "

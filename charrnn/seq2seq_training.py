@@ -21,10 +21,11 @@ from . import checkpoint as ckpt
 from . import optim
 from .config import Config
 from .errors import CharRNNError, CheckpointError, DivergenceError
-from .metrics import FILENAME as METRICS_FILE, MetricsRecorder
+from .metrics import FILENAME as METRICS_FILE
+from .metrics import MetricsRecorder
 from .pairs import Batcher, Encoded, padding_share, split_validation, vocabularies
 from .seq2seq import Seq2Seq
-from .training import Interrupted, Result, _check_out_dir, _kept, fan_out, _progress, _stop_signals, text_hash
+from .training import Interrupted, Result, _check_out_dir, _kept, _progress, _stop_signals, fan_out, text_hash
 from .translate import score_encoded
 
 
@@ -192,7 +193,7 @@ class _Loop:
                       list(r.losses), list(r.val_history))
 
     def go(self) -> Result:
-        r, config = self.run, self.config
+        r = self.run
         self.before, self.chars, self.first = r.elapsed, 0, r.step
         self.start = time.perf_counter() - self.before
         if self.finished(self.before):

@@ -22,11 +22,12 @@ from . import finetune, history, optim, previews
 from .config import Config
 from .data import Corpus, Split, Streams, load_corpus, load_val, split
 from .errors import CharRNNError, CheckpointError, DivergenceError
-from .scoring import score_ids
-from .metrics import FILENAME as METRICS_FILE, MetricsRecorder
 from .initialization import initial_model
+from .metrics import FILENAME as METRICS_FILE
+from .metrics import MetricsRecorder
 from .model import Model
 from .resume import RunState, check_same_run, load_latest
+from .scoring import score_ids
 from .vocab import Vocab
 
 VAL_STREAM_CHARS = 2048  # validation runs the tail as streams of at least this many chars

@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from charrnn.cli import main
+
 from conftest import TINY_TEXT
 
 TRAIN = ["train", "corpus.txt", "--hidden-size", "16", "--batch-size", "4", "--seq-len", "16",

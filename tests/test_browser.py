@@ -15,6 +15,7 @@ import pytest
 
 import charrnn
 from charrnn import checkpoint as ckpt
+
 from serve_util import port_of, request, running_server, wait_for
 
 CHROMIUM = os.environ.get("CHARRNN_CHROMIUM", "/usr/bin/chromium")

@@ -136,7 +136,9 @@ def test_gru_gate_layout():
 
 
 def test_parameter_names_per_cell_and_layer():
-    names = lambda cell: sorted(Model(V, H, layers=2, cell=cell).shapes())
+    def names(cell):
+        return sorted(Model(V, H, layers=2, cell=cell).shapes())
+
     assert names("elman") == sorted(["W_xh", "W_hh", "b_h", "W_xh.1", "W_hh.1", "b_h.1", "W_hy", "b_y"])
     assert names("lstm") == sorted(["W_x", "W_h", "b", "W_x.1", "W_h.1", "b.1", "W_hy", "b_y"])
     assert names("gru") == sorted(["W_x", "W_h", "b", "b_hn", "W_x.1", "W_h.1", "b.1", "b_hn.1", "W_hy", "b_y"])

@@ -24,10 +24,10 @@ from charrnn import checkpoint as ckpt
 from charrnn import optim
 from charrnn.config import Config
 from charrnn.errors import CharRNNError, CheckpointError
-from charrnn.scoring import evaluate
 from charrnn.model import Model
 from charrnn.resume import RunState
 from charrnn.sampling import sample
+from charrnn.scoring import evaluate
 from charrnn.training import train
 
 TEXT = "the cat sat on the mat.\n" * 12
@@ -99,11 +99,15 @@ def corruptions(draw, original, kind):
             edited[draw(st.text(min_size=1, max_size=12).filter(lambda s: "/" not in s[:1] and "\x00" not in s))] = arrays[a]
         elif op == "dtype":
             try:
-                edited[a] = arrays[a].astype(draw(st.sampled_from(["float64", "float16", "int32", "int64", "uint8", "bool", "U3"])))
+                dtype = draw(st.sampled_from(["float64", "float16", "int32", "int64", "uint8", "bool", "U3"]))
+                edited[a] = arrays[a].astype(dtype)
             except ValueError:  # the JSON string as a number
                 edited[a] = np.zeros(3, dtype=np.float32)
         elif op == "reshape":
-            edited[a] = arrays[a].reshape(-1)[: draw(st.integers(0, max(0, arrays[a].size)))] if arrays[a].ndim else arrays[a].reshape(1)
+            if arrays[a].ndim:
+                edited[a] = arrays[a].reshape(-1)[: draw(st.integers(0, max(0, arrays[a].size)))]
+            else:
+                edited[a] = arrays[a].reshape(1)
         elif op == "poison":
             x = np.array(arrays[a], copy=True)
             if x.dtype.kind == "f" and x.size:

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from charrnn import checkpoint as ckpt
 from charrnn.cli import main
-from charrnn.scoring import evaluate
 from charrnn.sampling import _draw, sample
+from charrnn.scoring import evaluate
 
 from conftest import CONFIGS, DATA, TINY_FLAGS, TINY_TEXT, invoke
 

@@ -20,6 +20,7 @@ import pytest
 from charrnn import checkpoint as ckpt
 from charrnn.data import split
 from charrnn.training import train, validation_loss
+
 from conftest import TINY_FLAGS, TINY_TEXT, tiny_config
 
 KILLS = 12

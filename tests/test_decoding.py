@@ -6,8 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from charrnn.decoding import (apply_repetition_penalty, beam_search, draw, filter_logits, log_softmax,
-                              repeated_continuations)
+from charrnn.decoding import apply_repetition_penalty, beam_search, draw, filter_logits, log_softmax, repeated_continuations
 
 
 def logits_of(probs):

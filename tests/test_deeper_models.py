@@ -12,8 +12,8 @@ from charrnn import checkpoint as ckpt
 from charrnn import finetune, training
 from charrnn.cli import main
 from charrnn.errors import CheckpointError
-from charrnn.scoring import evaluate, score_ids
 from charrnn.sampling import sample
+from charrnn.scoring import evaluate, score_ids
 from charrnn.training import train
 from charrnn.vocab import Vocab
 
@@ -163,9 +163,9 @@ def test_five_minute_configs_name_their_cell_and_budget(cell):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_batched_sampling_per_line_scores_and_encoding_work_for_gated_cells(cell, lstm_dir, tmp_path):
-    from charrnn.vectors import encode
-    from charrnn.scoring import score_lines
     from charrnn.sampling import samples
+    from charrnn.scoring import score_lines
+    from charrnn.vectors import encode
 
     if cell == "lstm":
         c = ckpt.load(os.path.join(lstm_dir, "latest.npz"))

@@ -12,9 +12,8 @@ from charrnn import checkpoint as ckpt
 from charrnn.cli import main
 from charrnn.errors import DivergenceError
 from charrnn.training import train
+
 from conftest import TINY_TEXT, sha, tiny_config
-
-
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adagrad"])

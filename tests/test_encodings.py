@@ -10,6 +10,7 @@ import pytest
 import charrnn
 from charrnn.data import load_corpus, read_text
 from charrnn.errors import CharRNNError
+
 from conftest import TINY_FLAGS, invoke
 
 TEXT = "Café au lait, naïve façade, ½ price © 2026. Größe!\n" * 60

@@ -2,8 +2,8 @@
 any refusal they cause."""
 from __future__ import annotations
 
-
 from charrnn import checkpoint as ckpt
+
 from conftest import invoke
 
 SMALL = ["--batch-size", "2", "--seq-len", "8", "--max-steps", "3", "--quiet"]

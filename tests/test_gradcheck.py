@@ -32,7 +32,7 @@ def make_case(activation: str, layers: int, seed: int = 0):
     model = Model(V, H, activation, layers=layers, dtype="float64").init(seed)
     # Non-zero biases and larger weights than the initialisation, so that every term of
     # the gradient (and every activation regime) is exercised.
-    for k, p in model.params.items():
+    for p in model.params.values():
         p[...] = rng.normal(0, 0.6, p.shape)
     x = rng.integers(0, V, (T, B))
     y = rng.integers(0, V, (T, B))

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from charrnn.cli import main
 from charrnn.gradflow import compare_activations, gradient_flow
 from charrnn.model import Model
+
 from conftest import TINY_TEXT
 
 

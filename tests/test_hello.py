@@ -10,6 +10,7 @@ from charrnn import checkpoint as ckpt
 from charrnn.cli import main
 from charrnn.config import load_yaml
 from charrnn.walkthrough import HELLO, hello, outputs
+
 from conftest import CONFIGS, DATA
 
 

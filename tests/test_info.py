@@ -5,7 +5,6 @@ import json
 import shutil
 
 import numpy as np
-
 from click.testing import CliRunner
 
 from charrnn.cli import main

@@ -15,6 +15,7 @@ from charrnn.gradflow import compare_inits
 from charrnn.initialization import initial_model
 from charrnn.model import Model
 from charrnn.training import Run
+
 from conftest import DATA, TINY_TEXT
 
 

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 
-
 CHARRNN = os.path.join(os.path.dirname(sys.executable), "charrnn")
 
 
@@ -122,9 +121,8 @@ def test_version_and_exit_statuses(tmp_path):
 
 
 def test_progress_bar_on_a_terminal(tmp_path, tiny_corpus):
-    import pty
-
     import fcntl
+    import pty
     import struct
     import termios
 

@@ -18,6 +18,7 @@ from charrnn.errors import CharRNNError, CheckpointError
 from charrnn.optim import OPTIMIZERS
 from charrnn.resume import RunState
 from charrnn.training import Interrupted, train
+
 from conftest import TINY_FLAGS, TINY_TEXT, sha, tiny_config
 
 N = 40  # the tiny corpus has 32 chunks per epoch, so N crosses an epoch boundary

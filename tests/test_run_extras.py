@@ -14,6 +14,7 @@ from charrnn.cli import main
 from charrnn.errors import CharRNNError
 from charrnn.scoring import evaluate
 from charrnn.training import Run, train
+
 from conftest import TINY_TEXT, tiny_config
 
 

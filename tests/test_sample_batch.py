@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 import charrnn
 from charrnn.cli import main
-from charrnn.scoring import score_ids
 from charrnn.sampling import samples, unescape
+from charrnn.scoring import score_ids
 
 from conftest import TINY_TEXT, tiny_config
 

@@ -18,6 +18,7 @@ import charrnn
 from charrnn import checkpoint as ckpt
 from charrnn.serve import api
 from charrnn.surprise import hidden_states
+
 from serve_util import port_of, request, running_server, sample_events, text_of, wait_for
 
 TEXT = "ROMEO.\nBut soft, what light through yonder window breaks?\n"

@@ -9,6 +9,7 @@ from charrnn.data import Streams
 from charrnn.errors import ConfigError
 from charrnn.model import Model
 from charrnn.training import train
+
 from conftest import tiny_config
 
 

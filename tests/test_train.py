@@ -84,7 +84,7 @@ def test_state_is_carried_and_reset_only_at_epoch_start(tmp_path, monkeypatch):
     text = TINY_TEXT[:4 * 16 * 3 + 1]  # exactly 3 chunks per epoch
     result, _ = run(tmp_path, text=text, max_steps=7, val_fraction=0)
     assert result.steps == 7 and len(calls) == 7
-    for step, (h0, h_out) in enumerate(calls):
+    for step, (h0, _) in enumerate(calls):
         if step % 3 == 0:
             assert not np.any(h0), f"step {step} starts an epoch: zero state"
         else:

@@ -7,6 +7,7 @@ import pytest
 
 from charrnn.progress import Progress
 from charrnn.training import train
+
 from conftest import tiny_config
 
 

@@ -43,7 +43,7 @@ def main() -> None:
     def on_event(e):
         if e["kind"] == "step":
             session.update(e["timing"])
-            if e["elapsed"] >= stop_at[0] and e["elapsed"] < config.max_time:
+            if e["elapsed"] >= stop_at[0] and e["elapsed"] < (config.max_time or float("inf")):
                 os.kill(os.getpid(), signal.SIGINT)  # as a Ctrl-C: finish the update, save, stop
 
     print(f"{'seconds':>8} {'step':>6} {'held-out exact':>15} {'held-out loss':>14}")
