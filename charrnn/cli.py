@@ -420,7 +420,11 @@ def eval_pairs(file, checkpoint, as_json):
     from .translate import evaluate_pairs
 
     ck = load_checkpoint(checkpoint)
-    score = evaluate_pairs(ck, read_pairs(file))
+    pairs = read_pairs(file)
+    try:
+        score = evaluate_pairs(ck, pairs)
+    except CharRNNError as exc:  # a source the encoder cannot read: say in which file
+        raise CharRNNError(f"{'<stdin>' if file == '-' else file}: {exc}") from None
     if as_json:
         click.echo(json.dumps(score.to_dict()))
     else:
