@@ -185,7 +185,11 @@ def update_products(model, T: int, B: int) -> list:
             t1 = min(t0 + K, T)
             n = (t1 - t0) * B
             dg = gP[:, t0:t1].reshape(GH, n).T
-            out.append((hP[:, t0:t1].reshape(H, n), dg, dW[:H]))
+            if layer.kind == "gru":  # r, z from the input side, n from the recurrent side's own rows
+                out += [(hP[:, t0:t1].reshape(H, n), dg[:, : 2 * H], dW[:H, : 2 * H]),
+                        (hP[:, t0:t1].reshape(H, n), new(H, n).T, dW[:H, 2 * H :])]
+            else:
+                out.append((hP[:, t0:t1].reshape(H, n), dg, dW[:H]))
             if layer.embed:
                 out.append((new(D, n), dg, dW[:D]))
             else:

@@ -286,9 +286,14 @@ class Cell:
         da = self.ws.get("da", (T, self.n_gates * self.H, B), dt)
         return da, da
 
-    def _extra_grads(self, grads: dict, dgh2: np.ndarray, ones: np.ndarray) -> None:
-        """Gradients of parameters beyond W_x, W_h, b, from d loss / d (h_{t-1} W_h) (G*H, n)
-        over a block of n (step, stream) columns; `ones` (n,) sums rows as a product."""
+    def own_recurrent_rows(self) -> tuple:
+        """(lo, hi): the pre-activation rows whose recurrent-side derivative differs from the input side's."""
+        return 0, self.n_gates * self.H
+
+    def _extra_grads(self, grads: dict, own: np.ndarray | None, ones: np.ndarray) -> None:
+        """Gradients of parameters beyond W_x, W_h, b, from the recurrent side's own rows of
+        d loss / d pre-activation over a block of n (step, stream) columns, (hi - lo, n);
+        `ones` (n,) sums rows as a product."""
 
     # -- generation -----------------------------------------------------------------------
     def _input_row(self, p: dict, x: np.ndarray) -> np.ndarray:
@@ -319,7 +324,11 @@ class _Tail:
         self.B, self.T = B, T
         self.K = max(1, -(-BLOCK_COLUMNS // B))  # steps per block
         self.dgxP = ws.get("dgxP", (GH, T, B), dt)  # (G*H, T*B): steps side by side for the products
-        self.dghP = self.dgxP if dgh is dgx else ws.get("dghP", (GH, T, B), dt)
+        # The rows where the recurrent side's derivatives differ from the input side's (the GRU's n).
+        self.own = None if dgh is dgx else cell.own_recurrent_rows()
+        if self.own is not None:
+            lo, hi = self.own
+            self.dghP = ws.get("dghP", (hi - lo, T, B), dt)
         self.dW = ws.get("dW", (max(cell.n_in, cell.H), GH), dt)
         self.ones = ws.get("ones", (self.K * B,), dt)  # row sums as products: 4x faster than .sum(axis=1)
         self.ones.fill(1)
@@ -355,16 +364,22 @@ class _Tail:
         dgx = self.dgxP[:, t0:t1]
         np.copyto(dgx, self.dgx[t0:t1].transpose(1, 0, 2))
         dgx = dgx.reshape(-1, n)
-        dgh = self.dghP[:, t0:t1]
-        if self.dghP is not self.dgxP:
-            np.copyto(dgh, self.dgh[t0:t1].transpose(1, 0, 2))
-        dgh = dgh.reshape(-1, n)
-        dW = self.dW[:H]
-        np.matmul(self.tr.hP[:, t0:t1].reshape(H, n), dgh.T, out=dW)  # sum over t of h_{t-1} dg_t^T
+        dW, h_prev = self.dW[:H], self.tr.hP[:, t0:t1].reshape(H, n)
+        if self.own is None:
+            np.matmul(h_prev, dgx.T, out=dW)  # sum over t of h_{t-1} dg_t^T
+            own = None
+        else:  # the same, with the recurrent side's own rows where they differ
+            lo, hi = self.own
+            own = self.dghP[:, t0:t1]
+            np.copyto(own, self.dgh[t0:t1, lo:hi].transpose(1, 0, 2))
+            own = own.reshape(-1, n)
+            for a, b, rows in ((0, lo, dgx[:lo]), (lo, hi, own), (hi, dgx.shape[0], dgx[hi:])):
+                if b > a:
+                    np.matmul(h_prev, rows.T, out=dW[:, a:b])
         grads[cell.key_h] += dW
         ones = self.ones[:n]
         grads[cell.key_b] += dgx @ ones
-        cell._extra_grads(grads, dgh, ones)
+        cell._extra_grads(grads, own, ones)
         if cell.embed:  # d W_x[id] += dg: the one-hot's transpose as a product, one_hot^T (V, n) @ dg^T
             cols, ids = self.columns[t0 * B : t1 * B], self.ids[t0 * B : t1 * B]
             onehot = self.onehot[:, t0 * B : t1 * B]
@@ -608,8 +623,11 @@ class GRU(Cell):
                 dh += direct
         self.dstate0 = dh.T.copy() if need_dstate0 else None
 
-    def _extra_grads(self, grads: dict, dgh2: np.ndarray, ones: np.ndarray) -> None:
-        grads[self.keys["b_hn"]] += dgh2[2 * self.H :] @ ones  # b_hn enters as h_n does
+    def own_recurrent_rows(self) -> tuple:
+        return 2 * self.H, 3 * self.H  # d h_n = d a_n r; r and z are the same on both sides
+
+    def _extra_grads(self, grads: dict, own: np.ndarray | None, ones: np.ndarray) -> None:
+        grads[self.keys["b_hn"]] += own @ ones  # b_hn enters as h_n does
 
     def step(self, p: dict, x: np.ndarray, h: np.ndarray) -> np.ndarray:
         """One time step for generation: x ids (B,) or (B, D), h (B, H) -> the new h."""

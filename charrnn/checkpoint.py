@@ -234,7 +234,7 @@ def _read_meta(path: str, meta_arr: np.ndarray, bad) -> tuple:
     if not isinstance(meta, dict):
         raise bad("'meta' is not a JSON object")
     fmt = meta.get("format")
-    if not _is_int(fmt) or fmt < 1:
+    if not is_int(fmt) or fmt < 1:
         raise bad("no format version in 'meta'")
     if fmt > FORMAT:
         raise CheckpointError(
@@ -288,9 +288,9 @@ def _read_optim(arrays: dict, meta: dict, shapes: dict, dtype: np.dtype, bad) ->
             raise bad(f"optimizer state 'optim/{k}' has shape {a.shape}, expected {shapes[name]}")
         _check_floats(bad, f"optimizer state 'optim/{k}'", a, dtype)
     scalars = meta.get("optim", {"t": meta.get("optim_t", 0)})  # optim_t: the first 0.1.0 layout
-    if not isinstance(scalars, dict) or not all(_is_int(x) or isinstance(x, float) for x in scalars.values()):
+    if not isinstance(scalars, dict) or not all(is_int(x) or isinstance(x, float) for x in scalars.values()):
         raise bad("'optim' in 'meta' is not a mapping of numbers")
-    if not _is_int(scalars.get("t", 0)) or scalars.get("t", 0) < 0:
+    if not is_int(scalars.get("t", 0)) or scalars.get("t", 0) < 0:
         raise bad("the optimizer's step counter is invalid")
     optim.update(scalars)
     return optim
@@ -342,8 +342,13 @@ def _check_floats(bad, what: str, a: np.ndarray, dtype: np.dtype) -> None:
         raise bad(f"{what} holds NaN or infinite values")
 
 
-def _is_int(x) -> bool:
+def is_int(x) -> bool:
+    """A JSON integer (bool is an int in Python, and not one here)."""
     return isinstance(x, int) and not isinstance(x, bool)
+
+
+def is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def model_and_vocab(source, command: str = "this") -> tuple:

@@ -15,6 +15,7 @@ from typing import Optional
 
 import numpy as np
 
+from .checkpoint import is_int, is_number
 from .config import MAY_CHANGE_ON_RESUME, Config
 from .errors import CharRNNError, CheckpointError
 
@@ -62,15 +63,15 @@ class RunState:
             raise bad("it was written by an earlier charrnn that did not save what an exact resume needs; "
                       "start a new run (--force or another --out)")
         step, chunk = meta.get("step"), meta.get("chunk")
-        if not _is_int(step) or step < 0:
+        if not is_int(step) or step < 0:
             raise bad("its step counter is missing or invalid")
-        if not _is_int(chunk) or not 0 <= chunk <= chunks_per_epoch:
+        if not is_int(chunk) or not 0 <= chunk <= chunks_per_epoch:
             raise bad("its data position ('chunk') is missing or out of range")
         elapsed = meta.get("elapsed", 0.0)
-        if not _is_number(elapsed) or not np.isfinite(elapsed) or elapsed < 0:
+        if not is_number(elapsed) or not np.isfinite(elapsed) or elapsed < 0:
             raise bad("its elapsed time is invalid")
         for key in ("train_loss", "val_loss", "best_val_loss", "patience_best"):
-            if meta.get(key) is not None and not _is_number(meta[key]):
+            if meta.get(key) is not None and not is_number(meta[key]):
                 raise bad(f"{key} is not a number")
         losses = ck.history.get("train_loss")
         vals = ck.history.get("val_loss")
@@ -79,7 +80,7 @@ class RunState:
         if vals is None or vals.ndim != 2 or vals.shape[1] != 2:
             raise bad("its validation history is malformed")
         stale = meta.get("stale", 0)
-        if not _is_int(stale) or stale < 0:
+        if not is_int(stale) or stale < 0:
             raise bad("its count of validations without improvement ('stale') is invalid")
         # Per layer h (B, H), or (h, c) for an LSTM: the structure of a batch-1 zero state.
         B, zero = config.batch_size, model.zero_state(1)
@@ -155,11 +156,3 @@ def _shapes(s, batch=None):
 
 def _array(a, dtype):
     return np.ascontiguousarray(a, dtype=dtype)
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)

@@ -12,7 +12,7 @@ from .errors import CharRNNError
 
 
 def validate(path: str, arrays: dict, meta: dict, config, bad):
-    from .checkpoint import Checkpoint, _check_floats, _group, _is_int
+    from .checkpoint import Checkpoint, _check_floats, _group, is_int
     from .seq2seq import END, START, Seq2Seq
     from .vocab import Vocab
 
@@ -56,7 +56,7 @@ def validate(path: str, arrays: dict, meta: dict, config, bad):
             raise bad(f"optimizer state 'optim/{k}' does not match a parameter")
         _check_floats(bad, f"optimizer state 'optim/{k}'", a, dtype)
     scalars = meta.get("optim", {"t": 0})
-    if not isinstance(scalars, dict) or not _is_int(scalars.get("t", 0)) or scalars.get("t", 0) < 0:
+    if not isinstance(scalars, dict) or not is_int(scalars.get("t", 0)) or scalars.get("t", 0) < 0:
         raise bad("the optimizer's step counter is invalid")
     optim.update(scalars)
     history = _group(arrays, "history/")

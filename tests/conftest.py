@@ -41,6 +41,13 @@ def digests(directory) -> dict:
     return {name: sha(os.path.join(directory, name)) for name in sorted(os.listdir(directory))}
 
 
+def run(tmp_path, name="out", text=TINY_TEXT, **changes):
+    """Train tiny_config(**changes) on `text` into tmp_path/name: (result, every event)."""
+    events = []
+    result = train(tiny_config(**changes), text=text, out=str(tmp_path / name), callback=events.append)
+    return result, events
+
+
 def tiny_config(**changes) -> Config:
     base = dict(hidden_size=16, batch_size=4, seq_len=16, lr=1e-2, max_steps=60,
                 eval_every=20, save_every=20, seed=0)

@@ -17,15 +17,9 @@ from charrnn.scoring import evaluate, score_ids
 from charrnn.training import train
 from charrnn.vocab import Vocab
 
-from conftest import TINY_TEXT, tiny_config
+from conftest import TINY_TEXT, run, tiny_config
 
 NEW_TEXT = "ZORRO. Qué? Zebra & jam!\n" * 40  # 'Z', 'Q', 'é', '&', 'j', 'z'... are new
-
-
-def run(tmp_path, name="out", text=TINY_TEXT, **changes):
-    events = []
-    result = train(tiny_config(**changes), text=text, out=str(tmp_path / name), callback=events.append)
-    return result, events
 
 
 @pytest.fixture(scope="module")

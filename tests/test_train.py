@@ -10,15 +10,8 @@ import pytest
 from charrnn import checkpoint as ckpt
 from charrnn.data import Streams, split
 from charrnn.model import Model
-from charrnn.training import train
 
-from conftest import TINY_TEXT, tiny_config
-
-
-def run(tmp_path, name="out", text=TINY_TEXT, **changes):
-    events = []
-    result = train(tiny_config(**changes), text=text, out=str(tmp_path / name), callback=events.append)
-    return result, events
+from conftest import TINY_TEXT, run
 
 
 def of_kind(events, kind):
