@@ -25,9 +25,9 @@ train: $(STAMP)
 
 # The dates example: generate the data (fixed seed), train an encoder-decoder (3000 updates, at most 5 min),
 # score the 1,000 held-out dates and show a dozen of them.
-DATES := examples/dates/data
+DATES := data/dates
 translate-demo: $(STAMP)
-	$(BIN)/python examples/dates/make_dates.py $(DATES)
+	$(BIN)/python data/dates/make_dates.py $(DATES)
 	$(BIN)/charrnn train --pairs $(DATES)/train.tsv --config configs/dates.yaml --out runs/dates --force
 	$(BIN)/charrnn eval --pairs $(DATES)/heldout.tsv --checkpoint runs/dates/best.npz
 	head -n 12 $(DATES)/heldout.tsv > runs/dates/shown.tsv

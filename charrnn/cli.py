@@ -44,9 +44,8 @@ class CharRNNGroup(click.Group):
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:
-            # Plain `charrnn`: the help, as click does. By name: the class exists from click 8.2
-            # only, and the declared floor is 8.0.
-            if type(exc).__name__ == "NoArgsIsHelpError":
+            # Plain `charrnn`: the help, as click does.
+            if isinstance(exc, click.exceptions.NoArgsIsHelpError):
                 click.echo(exc.format_message(), err=True)
                 sys.exit(exc.exit_code)
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""

@@ -70,6 +70,9 @@ def describe(checkpoint) -> dict:
                   "parameters": int(sum(v.size for v in ck.params.values())), "shapes": params},
         "vocabulary": {"size": len(vocab), "kind": "bytes" if _encoding(config) == "bytes" else "characters",
                        "encoding": _encoding(config), "characters": vocab.chars},
+        # An encoder-decoder reads one vocabulary and writes another; "vocabulary" is the one it writes.
+        "source_vocabulary": ({"size": len(ck.src_vocab), "characters": ck.src_vocab.chars}
+                              if ck.task == "seq2seq" else None),
         "corpus": {"sha256": meta.get("corpus_sha256"), "chars": meta.get("corpus_chars"),
                    "train_chars": meta.get("train_chars"), "val_chars": meta.get("val_chars")},
         "run": {"step": meta.get("step"), "epoch": meta.get("epoch"), "elapsed": meta.get("elapsed"),
@@ -101,9 +104,7 @@ def format_description(d: dict) -> str:
     m, v, c, r, cfg = d["model"], d["vocabulary"], d["corpus"], d["run"], d["config"]
     act = f" {m['activation']}" if m["cell"] == "elman" else ""
     drop = f", dropout {m['dropout']:g}" if m["dropout"] else ""
-    chars = v["characters"]
-    # repr shows control characters and spaces unambiguously; the quotes it adds say nothing here.
-    shown = repr(chars[:100])[1:-1].replace("\\'", "'") + ("..." if len(chars) > 100 else "")
+    shown = _shown(v["characters"])
     kind = "bytes" if v["kind"] == "bytes" else f"characters, read as {v['encoding']}"
     schedule = cfg["lr_schedule"] + (f", {cfg['warmup_steps']} warmup steps" if cfg["warmup_steps"] else "")
     clip = f"clip {cfg['clip_mode']} {cfg['clip']:g}" if cfg["clip"] else "no clipping"
@@ -114,6 +115,8 @@ def format_description(d: dict) -> str:
         f"{m['layers']} layer{'s' if m['layers'] > 1 else ''} x {m['hidden_size']} "
         f"hidden{drop}, {m['parameters']:,} parameters ({m['dtype']})",
         f"vocabulary: {v['size']} {kind}: {shown}",
+        *([f"source:     {d['source_vocabulary']['size']} characters: {_shown(d['source_vocabulary']['characters'])}"]
+          if d.get("source_vocabulary") else []),
         f"corpus:     sha256 {c['sha256']}, {_fmt(c['chars'], ',')} chars "
         f"({_fmt(c['train_chars'], ',')} training, {_fmt(c['val_chars'], ',')} validation)",
         f"run:        step {_fmt(r['step'], 'd')}, epoch {_fmt(r['epoch'], '.2f')}, {_duration(r['elapsed'])} of training; "
@@ -125,6 +128,11 @@ def format_description(d: dict) -> str:
         "config:     " + ", ".join(f"{k}={val}" for k, val in cfg.items() if val is not None),
     ]
     return "\n".join(lines)
+
+
+def _shown(chars: str) -> str:
+    # repr shows control characters and spaces unambiguously; the quotes it adds say nothing here.
+    return repr(chars[:100])[1:-1].replace("\\'", "'") + ("..." if len(chars) > 100 else "")
 
 
 def _encoding(config) -> str:

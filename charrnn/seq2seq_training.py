@@ -164,6 +164,7 @@ class _Loop:
         self.run, self.emit, self.max_steps, self.write = run, emit, max_steps, write
         self.latest, self.best = os.path.join(out, "latest.npz"), os.path.join(out, "best.npz")
         self.timing = {"encoder": 0.0, "decoder": 0.0, "output": 0.0, "update": 0.0}
+        self.n_updates = self.n_clipped = 0  # this session's updates, and those whose gradient was clipped
 
     def finished(self, elapsed: float) -> bool:
         c = self.config
@@ -237,8 +238,8 @@ class _Loop:
         r.train_loss = loss
         r.losses.append(loss)
         self.chars += batch.target_chars()
-        self.n_updates = getattr(self, "n_updates", 0) + 1
-        self.n_clipped = getattr(self, "n_clipped", 0) + clipped
+        self.n_updates += 1
+        self.n_clipped += clipped
         elapsed = time.perf_counter() - self.start
         done = self.finished(elapsed)
         self.emit({"kind": "step", "step": r.step, "epoch": r.step / self.batcher.batches_per_epoch, "loss": loss,

@@ -270,3 +270,13 @@ def test_damaged_seq2seq_checkpoint_is_one_clear_error(trained, tmp_path, damage
     with pytest.raises(ckpt.CheckpointError, match="is not a valid charrnn checkpoint") as info:
         ckpt.load(path)
     assert message in str(info.value)
+
+
+def test_info_names_both_vocabularies(trained):
+    res = CliRunner().invoke(main, ["info", os.path.join(trained, "latest.npz"), "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert d["task"] == "seq2seq" and d["vocabulary"]["characters"] == "\x02\x03abc"
+    assert d["source_vocabulary"] == {"size": 3, "characters": "abc"}
+    text = CliRunner().invoke(main, ["info", os.path.join(trained, "latest.npz")]).output
+    assert "source:     3 characters: abc" in text

@@ -1,12 +1,12 @@
 """Held-out exact match against training time for the dates example, and where the time goes.
 
-    python examples/dates/curve.py [--every 15] [--config configs/dates.yaml] [--out runs/dates-curve]
+    python bench/dates_curve.py [--every 15] [--config configs/dates.yaml] [--out runs/dates-curve]
 
 Trains with the config exactly as `make translate-demo` does, but stops the run every
 `--every` seconds of training (with the SIGINT a Ctrl-C sends: the run saves latest.npz),
 scores latest.npz on the 1,000 held-out pairs, and resumes it. Resuming is exact, so the
 curve is the one of a single uninterrupted run; the scoring happens outside the training
-clock. Needs examples/dates/data (make translate-demo, or make_dates.py).
+clock. Needs data/dates/*.tsv (make translate-demo, or data/dates/make_dates.py).
 """
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--every", type=float, default=15.0)
-    ap.add_argument("--config", default=os.path.join(HERE, "..", "..", "configs", "dates.yaml"))
+    ap.add_argument("--config", default=os.path.join(HERE, "..", "configs", "dates.yaml"))
     ap.add_argument("--out", default="runs/dates-curve")
-    ap.add_argument("--data", default=os.path.join(HERE, "data"))
+    ap.add_argument("--data", default=os.path.join(HERE, "..", "data", "dates"))
     args = ap.parse_args()
     config = resolve(args.config)
     train_file, held = os.path.join(args.data, "train.tsv"), read_pairs(os.path.join(args.data, "heldout.tsv"))

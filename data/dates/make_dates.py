@@ -1,6 +1,6 @@
 """Generate the dates example: dates written the ways people write them -> ISO 8601.
 
-    python examples/dates/make_dates.py [OUTDIR]     (default: examples/dates/data)
+    python data/dates/make_dates.py [OUTDIR]     (default: data/dates, beside this script)
 
 writes OUTDIR/train.tsv and OUTDIR/heldout.tsv, one `source TAB target` pair a line, with a
 fixed seed, so every run writes the same files. Dates run from 1950-01-01 to 2049-12-31; a
@@ -65,4 +65,4 @@ def main(outdir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "data"))
+    main(sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__)))
