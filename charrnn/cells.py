@@ -29,7 +29,9 @@ per-step array is feature-major, (T, G*H, B): step t is one contiguous block, ev
 contiguous (H, B) part of it, and the step's product is W_h^T (G*H, H) @ h_{t-1} (H, B),
 which OpenBLAS runs faster than h (B, H) @ W_h. `forward`/`backward` with feature_major=True
 take and return the (T, H, B) form directly, as the model's stacked layers use them.
-Products over the whole chunk (the weight gradients) read a (H, T*B) copy of the states.
+Products over the whole chunk (the weight gradients) read (H, T*B) copies of the states and
+of the gradients, a block of steps at a time as the backward loop finishes them, on a worker
+thread beside the loop when charrnn has two threads or more (threads.py; `_Tail`).
 """
 from __future__ import annotations
 
@@ -103,7 +105,8 @@ class Workspace:
     """Arrays reused from call to call: one per (name, shape, dtype), made on first use.
 
     Training alternates few shapes (the training chunk, validation, a ragged last chunk), so
-    a handful of sets live at once; past 64 arrays everything is dropped and made again.
+    a few sets of about 20 arrays live at once; past 128 arrays everything is dropped and made
+    again (whoever still holds one keeps it: dropping is safe, only the reuse is lost).
     """
 
     def __init__(self):
@@ -113,7 +116,7 @@ class Workspace:
         key = (name, shape, np.dtype(dtype))
         a = self._arrays.get(key)
         if a is None:
-            if len(self._arrays) >= 64:
+            if len(self._arrays) >= 128:
                 self._arrays.clear()
             a = self._arrays[key] = np.empty(shape, dtype)
         return a
