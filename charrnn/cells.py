@@ -257,7 +257,6 @@ class Cell:
             table[: self.sigmoid_rows] *= 0.5
         np.matmul(W_xT, x, out=g)  # one product per step, (G*H, D) @ (D, B)
         g += table
-        tr.x2 = None
 
     # -- backward -------------------------------------------------------------------------
     def backward(self, p: dict, dhs: np.ndarray, grads: dict, need_dx: bool = True,
