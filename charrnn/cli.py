@@ -237,7 +237,7 @@ def train(corpus, config_file, out, force, resume, quiet, pairs_file, **override
     from .metrics import FILENAME, MetricsRecorder
     from .progress import Progress
     from .resume import load_latest
-    from .training import Interrupted, Run, fan_out, prepare_out
+    from .training import Run, fan_out, prepare_out
 
     overrides["encoding"] = encoding_option(overrides.get("encoding"), overrides.pop("bytes"))
     out, resume = run_dir(corpus, resume, out), resume is not None
@@ -246,10 +246,21 @@ def train(corpus, config_file, out, force, resume, quiet, pairs_file, **override
         use_threads(config.threads)  # a resumed run's own setting
     progress = Progress(quiet, max_time=config.max_time)
     metrics = MetricsRecorder(os.path.join(out, FILENAME), config.log_every)
-    try:
+
+    def train_lm():
         run = Run(config, list(corpus), out, callback=fan_out([progress, metrics]), resume=resume)
         prepare_out(out, force, resume)
-        result = run.train()
+        return run.train()
+
+    report_training(progress, train_lm)
+
+
+def report_training(progress, train):
+    """Run train() under the progress bar; a stop by signal is one line and its exit status."""
+    from .training import Interrupted
+
+    try:
+        result = train()
     except Interrupted as exc:
         progress.close()
         click.echo(f"charrnn: {exc}", err=True)
@@ -266,21 +277,13 @@ def train_pairs(corpus, config_file, out, force, resume, quiet, pairs_file, over
     from .progress import Progress
     from .resume import load_latest
     from .seq2seq_training import train_pairs as run
-    from .training import Interrupted
 
     out = run_dir((pairs_file,), resume, out)
     defaults = {"cell": "lstm", "batch_size": 64}  # the encoder-decoder's own defaults
     config = resolve(config_file, overrides, base=load_latest(out).meta["config"] if resume is not None else defaults)
     progress = Progress(quiet, max_time=config.max_time)
-    try:
-        result = run(config, pairs_file, out=out, callback=progress, force=force, resume=resume is not None)
-    except Interrupted as exc:
-        progress.close()
-        click.echo(f"charrnn: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    finally:
-        progress.close()
-    progress.summary(result)
+    report_training(progress, lambda: run(config, pairs_file, out=out, callback=progress, force=force,
+                                          resume=resume is not None))
 
 
 def run_dir(corpus, resume, out) -> str:

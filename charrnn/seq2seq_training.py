@@ -25,7 +25,7 @@ from .metrics import FILENAME as METRICS_FILE
 from .metrics import MetricsRecorder
 from .pairs import Batcher, Encoded, padding_share, split_validation, vocabularies
 from .seq2seq import Seq2Seq
-from .training import Interrupted, Result, _check_out_dir, _kept, _progress, _stop_signals, fan_out, text_hash
+from .training import Interrupted, Result, _check_out_dir, _kept, _progress, _stop_signals, fan_out, out_of_patience, text_hash
 from .translate import score_encoded
 
 
@@ -267,13 +267,4 @@ class _Loop:
             self.save(self.best)
         self.emit({"kind": "eval", "step": r.step, "val_loss": score.loss, "best": improved,
                    "val_exact_match": score.exact_match})
-        scheduled = r.step % config.eval_every == 0
-        if scheduled and (r.patience_best is None or score.loss < r.patience_best):
-            r.patience_best, r.stale = score.loss, 0
-        elif scheduled:
-            r.stale += 1
-        if config.patience is not None and r.stale >= config.patience and not done:
-            self.emit({"kind": "info", "message": f"early stop at step {r.step}: no better validation loss "
-                                                  f"in {r.stale} validations (best {r.best_val:.4f})"})
-            return True
-        return False
+        return out_of_patience(r, config, score.loss, done, self.emit)

@@ -104,6 +104,25 @@ def prepare_out(out: str, force: bool = False, resume: bool = False) -> None:
     ckpt.clean_stale(out)
 
 
+def out_of_patience(state, config: Config, loss: float, done: bool, emit) -> bool:
+    """Count a validation against config.patience; True (after saying so) when the run should stop.
+
+    Patience counts the scheduled validations only: the extra one at a stop (the end of a
+    session, Ctrl-C) must not change when a resumed run stops early. `state` has step,
+    patience_best, stale and best_val (a RunState, or the encoder-decoder's).
+    """
+    scheduled = state.step % config.eval_every == 0
+    if scheduled and (state.patience_best is None or loss < state.patience_best):
+        state.patience_best, state.stale = loss, 0
+    elif scheduled:
+        state.stale += 1
+    if config.patience is not None and state.stale >= config.patience and not done:
+        emit({"kind": "info", "message": f"early stop at step {state.step}: no better validation loss "
+                                         f"in {state.stale} validations (best {state.best_val:.4f})"})
+        return True
+    return False
+
+
 class Run:
     """One training run, in the order it lives:
 
@@ -257,18 +276,7 @@ class Run:
         self.emit({"kind": "eval", "step": run.step, "val_loss": run.val_loss, "best": improved})
         for hook in self.after_validate:
             hook(self, improved)
-        # Patience counts the scheduled validations only: the extra one at a stop (the
-        # end of a session, Ctrl-C) must not change when a resumed run stops early.
-        scheduled = run.step % config.eval_every == 0
-        if scheduled and (run.patience_best is None or run.val_loss < run.patience_best):
-            run.patience_best, run.stale = run.val_loss, 0
-        elif scheduled:
-            run.stale += 1
-        if config.patience is not None and run.stale >= config.patience and not done:
-            self.emit({"kind": "info", "message": f"early stop at step {run.step}: no better validation loss "
-                                                  f"in {run.stale} validations (best {run.best_val:.4f})"})
-            return True
-        return done
+        return out_of_patience(run, config, run.val_loss, done, self.emit) or done
 
     def save_latest(self) -> None:
         """Write latest.npz, and drop a best.npz that an earlier run left (--force)."""
