@@ -25,7 +25,18 @@ from .metrics import FILENAME as METRICS_FILE
 from .metrics import MetricsRecorder
 from .pairs import Batcher, Encoded, padding_share, split_validation, vocabularies
 from .seq2seq import Seq2Seq
-from .training import Interrupted, Result, _check_out_dir, _kept, _progress, _stop_signals, fan_out, out_of_patience, text_hash
+from .training import (
+    Interrupted,
+    Result,
+    _check_out_dir,
+    _kept,
+    _progress,
+    _stop_signals,
+    fan_out,
+    out_of_patience,
+    step_limit,
+    text_hash,
+)
 from .translate import score_encoded
 
 
@@ -75,13 +86,7 @@ def train_pairs(config: Config, pairs_path: str, out: str = "checkpoints",
         emit({"kind": "info", "message": f"{len(pairs)} pairs: too few for a validation share; training on all"})
 
     per_epoch = batcher.batches_per_epoch
-    max_steps = config.max_steps
-    if config.epochs is not None:
-        by_epochs = max(1, math.ceil(config.epochs * per_epoch))
-        max_steps = by_epochs if max_steps is None else min(max_steps, by_epochs)
-    if max_steps is None and config.max_time is None:
-        max_steps = per_epoch
-        emit({"kind": "info", "message": "no --max-steps, --epochs or --max-time: training one epoch"})
+    max_steps = step_limit(config, per_epoch, emit)
 
     model = Seq2Seq.from_config(config, len(src_vocab), len(tgt_vocab)).init(config.seed)
     opt = optim.from_config(config, model.params)

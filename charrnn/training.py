@@ -104,6 +104,19 @@ def prepare_out(out: str, force: bool = False, resume: bool = False) -> None:
     ckpt.clean_stale(out)
 
 
+def step_limit(config: Config, per_epoch: int, emit) -> Optional[int]:
+    """The run's last step: --max-steps, --epochs (whichever is fewer), or one epoch when no
+    limit at all is set (said through emit); None when only --max-time bounds the run."""
+    max_steps = config.max_steps
+    if config.epochs is not None:
+        by_epochs = max(1, math.ceil(config.epochs * per_epoch))
+        max_steps = by_epochs if max_steps is None else min(max_steps, by_epochs)
+    if max_steps is None and config.max_time is None:
+        max_steps = per_epoch
+        emit({"kind": "info", "message": "no --max-steps, --epochs or --max-time: training one epoch"})
+    return max_steps
+
+
 def out_of_patience(state, config: Config, loss: float, done: bool, emit) -> bool:
     """Count a validation against config.patience; True (after saying so) when the run should stop.
 
@@ -180,7 +193,7 @@ class Run:
             self.emit({"kind": "info", "message": self.fine_tune.message, "added": self.fine_tune.added})
         if self.data.note:
             self.emit({"kind": "info", "message": self.data.note})
-        self.max_steps = self._max_steps()
+        self.max_steps = step_limit(self.config, self.streams.chunks_per_epoch, self.emit)
         if self.fine_tune is not None:
             self.model = self.fine_tune.model
         else:
@@ -333,16 +346,6 @@ class Run:
         return DivergenceError(f"training diverged at step {step}: {what} is not finite; {remedy}; "
                                f"{_kept(self.latest, self.best)}")
 
-    def _max_steps(self) -> Optional[int]:
-        config, per_epoch = self.config, self.streams.chunks_per_epoch
-        max_steps = config.max_steps
-        if config.epochs is not None:
-            by_epochs = max(1, math.ceil(config.epochs * per_epoch))
-            max_steps = by_epochs if max_steps is None else min(max_steps, by_epochs)
-        if max_steps is None and config.max_time is None:
-            max_steps = per_epoch
-            self.emit({"kind": "info", "message": "no --max-steps, --epochs or --max-time: training one epoch"})
-        return max_steps
 
     def _chars_per_sec(self, elapsed: float) -> float:
         return (self.state.step - self.first_step) * self.chars_per_step / max(elapsed - self.before, 1e-9)
