@@ -26,6 +26,36 @@ TINY_TEXT = (
 TINY_FLAGS = ["--hidden-size", "16", "--batch-size", "4", "--seq-len", "16"]
 
 
+def run_on_terminal(cmd, stream="stdout", columns=None, **kwargs):
+    """Run cmd with its `stream` ("stdout" or "stderr") on a pseudo-terminal, optionally `columns`
+    wide; returns the finished process and every byte the terminal received."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    master, slave = pty.openpty()
+    if columns is not None:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    try:
+        proc = subprocess.run(cmd, **{stream: slave}, timeout=60, **kwargs)
+        os.set_blocking(master, False)
+        received = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except (BlockingIOError, OSError):
+                break
+            if not chunk:
+                break
+            received += chunk
+    finally:
+        os.close(master)
+        os.close(slave)
+    return proc, received
+
+
 def invoke(*args, input=None, env=None):
     """`charrnn ARGS...` in-process (click's runner); arguments may be paths or numbers."""
     return CliRunner().invoke(main, [str(a) for a in args], input=input, env=env)

@@ -121,29 +121,10 @@ def test_version_and_exit_statuses(tmp_path):
 
 
 def test_progress_bar_on_a_terminal(tmp_path, tiny_corpus):
-    import fcntl
-    import pty
-    import struct
-    import termios
+    from conftest import run_on_terminal
 
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
-    try:
-        proc = subprocess.run([CHARRNN, "train", tiny_corpus, "--out", str(tmp_path / "t"), "--hidden-size", "8",
-                               "--batch-size", "2", "--seq-len", "8", "--max-steps", "30"],
-                              stdout=subprocess.PIPE, stderr=slave, timeout=60)
-        os.set_blocking(master, False)
-        err = b""
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except (BlockingIOError, OSError):
-                break
-            if not chunk:
-                break
-            err += chunk
-    finally:
-        os.close(master)
-        os.close(slave)
+    proc, err = run_on_terminal([CHARRNN, "train", tiny_corpus, "--out", str(tmp_path / "t"), "--hidden-size", "8",
+                                 "--batch-size", "2", "--seq-len", "8", "--max-steps", "30"],
+                                stream="stderr", columns=100, stdout=subprocess.PIPE)  # a 100-column terminal
     assert proc.returncode == 0 and proc.stdout == b""
     assert b"30/30" in err and b"\r" in err  # tqdm's bar, redrawn in place

@@ -97,30 +97,16 @@ def test_cli_inspect_bad_input(trained_ckpt, tmp_path, text, message):
 
 def test_cli_inspect_tints_on_a_terminal(trained_ckpt, tmp_path):
     import os
-    import pty
     import subprocess
     import sys
 
+    from conftest import run_on_terminal
+
     path = tmp_path / "t.txt"
     path.write_text(TEXT)
-    master, slave = pty.openpty()
-    try:
-        env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-        proc = subprocess.run([sys.executable, "-m", "charrnn", "inspect", str(path), "--checkpoint", trained_ckpt],
-                              stdout=slave, stderr=subprocess.PIPE, env=env, timeout=60)
-        os.set_blocking(master, False)
-        out = b""
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except (BlockingIOError, OSError):
-                break
-            if not chunk:
-                break
-            out += chunk
-    finally:
-        os.close(master)
-        os.close(slave)
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    proc, out = run_on_terminal([sys.executable, "-m", "charrnn", "inspect", str(path), "--checkpoint", trained_ckpt],
+                                stderr=subprocess.PIPE, env=env)
     assert proc.returncode == 0 and b"\x1b[30;48;5;" in out
     plain = re.sub(r"\x1b\[[0-9;]*m", "", out.decode()).replace("\r\n", "\n")  # the pty adds \r
     assert plain == TEXT
