@@ -55,7 +55,7 @@ def _model(config, V):
 
 def train_speed(config, V: int = 84, seconds: float = 5.0, warmup: int = 3, steps: int = 3) -> float:
     """Training characters per second: forward, backward, clip and optimizer step."""
-    from . import optim
+    from . import optim, threads
 
     model = _model(config, V)
     opt = optim.make(config.optimizer, model.params, config.lr)
@@ -63,15 +63,18 @@ def train_speed(config, V: int = 84, seconds: float = 5.0, warmup: int = 3, step
     B, T = config.batch_size, config.seq_len
     x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
     state = model.zero_state(B)
+    tuner = threads.tuner()  # BLAS threads as training picks them
 
     def step():
         nonlocal state
+        tuner.begin()
         _, state = model.forward(x, y, state)
         grads = model.backward()
         optim.clip_by_global_norm(grads, config.clip)
         opt.step(model.params, grads)
+        tuner.end()
 
-    for _ in range(warmup):
+    for _ in range(max(warmup, 1 + 2 * tuner.PROBES * len(tuner.choices))):  # the tuner has chosen
         step()
     done, start = 0, time.perf_counter()
     while done < steps or time.perf_counter() - start < seconds:  # at least `steps` steps
@@ -131,7 +134,7 @@ class CellBench:
     batch_size: int
     seq_len: int
     vocab_size: int
-    threads: int
+    blas_threads: int  # those training picked (threads.Tuner), or --threads
     train_chars_per_sec: float
     update_ms: float
     products_ms: float
@@ -166,35 +169,24 @@ def _update(config, V: int):
 def update_products(model, T: int, B: int) -> list:
     """Every matrix product one training update of `model` performs, as (a, b, out) triples
     with the shapes and memory layouts the update uses (cells.py, model.py): the step
-    products, the output layer, and the weight gradients in their blocks of steps."""
-    from .cells import BLOCK_COLUMNS
-
+    products, the output layer, and the weight gradients over the whole chunk."""
     H, V, dt = model.H, model.V, model.dtype
     rng = np.random.default_rng(0)
     new = lambda *shape: rng.random(shape, dtype=dt) - 0.5  # noqa: E731
-    N, K = T * B, max(1, -(-BLOCK_COLUMNS // B))
+    N = T * B
     out = []
     for layer in model.layers:
         GH, D = layer.n_gates * H, layer.n_in
         W_hT, W_h, h, g = new(GH, H), new(H, GH), new(T + 1, H, B), new(T, GH, B)
-        hP, gP, dW = new(H, T + 1, B), new(GH, T, B), new(max(D, H), GH)
+        hP, dg, dW = new(H, T + 1, B)[:, :T].reshape(H, N), new(GH, N).T, new(max(D, H), GH)
         g_out, h_out = new(T, GH, B), new(T + 1, H, B)  # outputs apart from inputs: no growth to inf
         out += [(W_hT, h[t], g_out[t]) for t in range(T)]  # forward steps
         out += [(W_h, g[t], h_out[t]) for t in range(1, T)]  # backward steps
-        for t0 in range(0, T, K):  # the weight gradients, block by block
-            t1 = min(t0 + K, T)
-            n = (t1 - t0) * B
-            dg = gP[:, t0:t1].reshape(GH, n).T
-            if layer.kind == "gru":  # r, z from the input side, n from the recurrent side's own rows
-                out += [(hP[:, t0:t1].reshape(H, n), dg[:, : 2 * H], dW[:H, : 2 * H]),
-                        (hP[:, t0:t1].reshape(H, n), new(H, n).T, dW[:H, 2 * H :])]
-            else:
-                out.append((hP[:, t0:t1].reshape(H, n), dg, dW[:H]))
-            if layer.embed:
-                out.append((new(D, n), dg, dW[:D]))
-            else:
-                x2 = new(D, N)
-                out.append((x2[:, t0 * B : t0 * B + n], dg, dW[:D]))
+        if layer.kind == "gru":  # r, z from the input side, n from the recurrent side's own rows
+            out += [(hP, dg[:, : 2 * H], dW[:H, : 2 * H]), (hP, new(H, N).T, dW[:H, 2 * H :])]
+        else:
+            out.append((hP, dg, dW[:H]))
+        out.append((new(D, N), dg, dW[:D]))  # d W_x: the one-hot's product for layer 0
         if not layer.embed:  # the input projection per step, and d x for the layer below
             W_xT, W_x, x, dx = new(GH, D), new(D, GH), new(T, D, B), new(T, D, B)
             out += [(W_xT, x, g_out), (W_x, g, dx)]
@@ -205,9 +197,10 @@ def update_products(model, T: int, B: int) -> list:
 
 def cell_bench(config, V: int = 84, seconds: float = 5.0, progress=lambda name: None) -> CellBench:
     """Training chars/s, one update against its products timed alone, and one-stream sampling,
-    for config.cell. Updates and products alternate, round by round (medians of each), so
-    that a machine busy with other work slows both alike."""
-    from .threads import threads
+    for config.cell. The BLAS threads are those training would pick (threads.Tuner, after its
+    first comparison); then updates and products alternate, round by round (medians of each),
+    so that a machine busy with other work slows both alike."""
+    from . import threads
 
     model, update = _update(config, V)
     triples = update_products(model, config.seq_len, config.batch_size)
@@ -216,9 +209,15 @@ def cell_bench(config, V: int = 84, seconds: float = 5.0, progress=lambda name: 
         for a, b, o in triples:
             np.matmul(a, b, out=o)
 
-    for _ in range(2):
+    progress(f"{config.cell}: choosing BLAS threads")
+    tuner = threads.tuner()
+    for _ in range(1 + 2 * tuner.PROBES * len(tuner.choices)):
+        tuner.begin()
         update()
-        products()
+        tuner.end()
+    blas = tuner.current
+    tuner.apply(blas)
+    products()
     progress(f"{config.cell}: training, and its products alone")
     updates, prods, start = [], [], time.perf_counter()
     while len(updates) < 5 or time.perf_counter() - start < seconds:
@@ -226,7 +225,9 @@ def cell_bench(config, V: int = 84, seconds: float = 5.0, progress=lambda name: 
         prods.append(_timed(products))
     upd, prod = float(np.median(updates)), float(np.median(prods))
     progress(f"{config.cell}: sampling")
+    if threads.is_auto():
+        threads.set_blas(1)  # as `charrnn sample` samples
     s1 = sample_speed(config, V, 1)
     B, T = config.batch_size, config.seq_len
-    return CellBench(config.cell, config.hidden_size, B, T, V, threads(), B * T / upd, upd * 1e3, prod * 1e3,
+    return CellBench(config.cell, config.hidden_size, B, T, V, blas, B * T / upd, upd * 1e3, prod * 1e3,
                      upd / prod, s1)

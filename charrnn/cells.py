@@ -30,16 +30,13 @@ contiguous (H, B) part of it, and the step's product is W_h^T (G*H, H) @ h_{t-1}
 which OpenBLAS runs faster than h (B, H) @ W_h. `forward`/`backward` with feature_major=True
 take and return the (T, H, B) form directly, as the model's stacked layers use them.
 Products over the whole chunk (the weight gradients) read (H, T*B) copies of the states and
-of the gradients, a block of steps at a time as the backward loop finishes them, on a worker
-thread beside the loop when charrnn has two threads or more (threads.py; `_Tail`).
+of the gradients, once the backward loop has finished (`_WeightGrads`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-
-from . import threads
 
 
 def activate(name: str, a: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -276,9 +273,8 @@ class Cell:
             np.copyto(fm, dhs.transpose(0, 2, 1))
             dhs = fm
         dgx, dgh = self._grad_buffers(T, B, dt)
-        tail = _Tail(self, p, grads, dgx, dgh, need_dx)
-        self._recur_back(p, dhs, tr, dgx, dgh, need_dstate0, dcs, tail.step_done)
-        dx = tail.finish()
+        self._recur_back(p, dhs, tr, dgx, dgh, need_dstate0, dcs)
+        dx = _WeightGrads(self, p, grads, dgx, dgh).run(need_dx)
         if dx is None or feature_major:
             return dx
         return dx.transpose(0, 2, 1)
@@ -303,98 +299,67 @@ class Cell:
         return (W_x[x] if self.embed else x @ W_x) + p[self.key_b]
 
 
-BLOCK_COLUMNS = 256  # the weight products run over blocks of at least this many (step, stream) columns
-# Below this many multiply-adds per block, handing a block to the worker costs more than it
-# saves (the two threads then mostly wait for each other's turn with the GIL).
-WORKER_MIN_BLOCK = 1 << 22
+class _WeightGrads:
+    """The weight-gradient products of one backward pass, over the whole chunk at once.
 
-
-class _Tail:
-    """The weight-gradient products of one backward pass, a block of steps at a time.
-
-    The recurrence runs from the last step down and hands each finished block over
-    (`step_done`); its products (d W_h, d W_x or the one-hot scatter, d b, d x) run on the
-    worker thread beside the recurrence when there is one (threads.py), else at once. The
-    blocks depend on (T, B) alone and are summed in the same order either way, so the
-    gradients are the same bit for bit. Every buffer is made here, on the calling thread.
+    After the recurrence has left d loss / d pre-activation for every step, one copy lays the
+    steps side by side, (G*H, T*B), and each weight's gradient is one large product (d W_h,
+    d W_x or the one-hot scatter, d b, d x), which BLAS runs at its best and, with several
+    BLAS threads, in parallel. (Blocks of steps handed to a worker thread beside the
+    recurrence were measured slower on 2 cores than these products with 2 BLAS threads after
+    it, on an idle machine and a busy one alike; docs/performance.md.)
     """
 
-    def __init__(self, cell: Cell, p: dict, grads: dict, dgx: np.ndarray, dgh: np.ndarray, need_dx: bool):
+    def __init__(self, cell: Cell, p: dict, grads: dict, dgx: np.ndarray, dgh: np.ndarray):
+        self.cell, self.p, self.grads, self.dgx, self.dgh = cell, p, grads, dgx, dgh
+
+    def run(self, need_dx: bool):
+        """Add every weight's gradient into grads; returns d loss / d x (T, D, B), or None."""
+        cell, grads, dgx, ws, tr = self.cell, self.grads, self.dgx, self.cell.ws, self.cell.trace
         T, GH, B = dgx.shape
-        tr, ws, dt = cell.trace, cell.ws, dgx.dtype
-        self.cell, self.p, self.grads, self.dgx, self.dgh, self.tr = cell, p, grads, dgx, dgh, tr
-        self.B, self.T = B, T
-        self.K = max(1, -(-BLOCK_COLUMNS // B))  # steps per block
-        self.dgxP = ws.get("dgxP", (GH, T, B), dt)  # (G*H, T*B): steps side by side for the products
-        # The rows where the recurrent side's derivatives differ from the input side's (the GRU's n).
-        self.own = None if dgh is dgx else cell.own_recurrent_rows()
-        if self.own is not None:
-            lo, hi = self.own
-            self.dghP = ws.get("dghP", (hi - lo, T, B), dt)
-        self.dW = ws.get("dW", (max(cell.n_in, cell.H), GH), dt)
-        self.ones = ws.get("ones", (self.K * B,), dt)  # row sums as products: 4x faster than .sum(axis=1)
-        self.ones.fill(1)
-        if cell.embed:
-            self.ids = tr.x.reshape(-1)
-            self.onehot = ws.zeros("onehot", (p[cell.key_x].shape[0], T * B), dt)  # zeros between uses
-            self.columns = np.arange(T * B)
-        else:
-            self.x2 = tr.x2 if tr.x2 is not None else _columns(tr.x, ws)
-        self.dx = ws.get("dx", (T, cell.n_in, B), dt) if need_dx and not cell.embed else None
-        worth = cell.H * GH * self.K * B >= WORKER_MIN_BLOCK
-        self.worker = threads.worker() if worth else None
-        self.futures: list = []
-
-    def step_done(self, t: int) -> None:
-        """Steps t.. are final: hand over the block that starts at t, if one does."""
-        if t % self.K == 0:
-            t1 = min(t + self.K, self.T)
-            if self.worker is None:
-                self._block(t, t1)
-            else:
-                self.futures.append(self.worker.submit(self._block, t, t1))
-
-    def finish(self):
-        """Wait for the blocks; d loss / d x (T, D, B), or None."""
-        for f in self.futures:
-            f.result()
-        return self.dx
-
-    def _block(self, t0: int, t1: int) -> None:
-        cell, grads, H, B = self.cell, self.grads, self.cell.H, self.B
-        n = (t1 - t0) * B
-        dgx = self.dgxP[:, t0:t1]
-        np.copyto(dgx, self.dgx[t0:t1].transpose(1, 0, 2))
-        dgx = dgx.reshape(-1, n)
-        dW, h_prev = self.dW[:H], self.tr.hP[:, t0:t1].reshape(H, n)
-        if self.own is None:
-            np.matmul(h_prev, dgx.T, out=dW)  # sum over t of h_{t-1} dg_t^T
-            own = None
-        else:  # the same, with the recurrent side's own rows where they differ
-            lo, hi = self.own
-            own = self.dghP[:, t0:t1]
-            np.copyto(own, self.dgh[t0:t1, lo:hi].transpose(1, 0, 2))
-            own = own.reshape(-1, n)
-            for a, b, rows in ((0, lo, dgx[:lo]), (lo, hi, own), (hi, dgx.shape[0], dgx[hi:])):
-                if b > a:
-                    np.matmul(h_prev, rows.T, out=dW[:, a:b])
-        grads[cell.key_h] += dW
-        ones = self.ones[:n]
-        grads[cell.key_b] += dgx @ ones
+        H, n, dt = cell.H, T * B, dgx.dtype
+        dg = ws.get("dgxP", (GH, T, B), dt)
+        np.copyto(dg, dgx.transpose(1, 0, 2))
+        dg = dg.reshape(GH, n)
+        dW, h_prev = ws.get("dW", (max(cell.n_in, H), GH), dt), tr.hP[:, :T].reshape(H, n)
+        own = self._own_rows(dg, h_prev, dW[:H])
+        grads[cell.key_h] += dW[:H]
+        ones = ws.get("ones", (n,), dt)
+        ones.fill(1)  # row sums as products: 4x faster than .sum(axis=1)
+        grads[cell.key_b] += dg @ ones
         cell._extra_grads(grads, own, ones)
         if cell.embed:  # d W_x[id] += dg: the one-hot's transpose as a product, one_hot^T (V, n) @ dg^T
-            cols, ids = self.columns[t0 * B : t1 * B], self.ids[t0 * B : t1 * B]
-            onehot = self.onehot[:, t0 * B : t1 * B]
-            self.onehot[ids, cols] = 1
-            dW = self.dW[: self.onehot.shape[0]]
-            np.matmul(onehot, dgx.T, out=dW)
-            self.onehot[ids, cols] = 0
+            V = self.p[cell.key_x].shape[0]
+            onehot, ids, columns = ws.zeros("onehot", (V, n), dt), tr.x.reshape(-1), np.arange(n)
+            onehot[ids, columns] = 1
+            np.matmul(onehot, dg.T, out=dW[:V])
+            onehot[ids, columns] = 0  # all zeros again for the next call
         else:
-            dW = self.dW[: cell.n_in]
-            np.matmul(self.x2[:, t0 * B : t1 * B], dgx.T, out=dW)
-        grads[cell.key_x] += dW
-        if self.dx is not None:
-            np.matmul(self.p[cell.key_x], self.dgx[t0:t1], out=self.dx[t0:t1])  # (D, G*H) @ (G*H, B) per step
+            x2 = tr.x2 if tr.x2 is not None else _columns(tr.x, ws)
+            np.matmul(x2, dg.T, out=dW[: cell.n_in])
+        grads[cell.key_x] += dW[: cell.n_in]
+        if not need_dx or cell.embed:
+            return None
+        dx = ws.get("dx", (T, cell.n_in, B), dt)
+        np.matmul(self.p[cell.key_x], dgx, out=dx)  # (D, G*H) @ (G*H, B) per step
+        return dx
+
+    def _own_rows(self, dg: np.ndarray, h_prev: np.ndarray, dW: np.ndarray):
+        """dW = sum over t of h_{t-1} dg_t^T, with the recurrent side's own rows where they
+        differ from the input side's (the GRU's n); returns those rows, (hi - lo, T*B), or None."""
+        cell, dgh = self.cell, self.dgh
+        if dgh is self.dgx:
+            np.matmul(h_prev, dg.T, out=dW)
+            return None
+        lo, hi = cell.own_recurrent_rows()
+        T, _, B = dgh.shape
+        own = cell.ws.get("dghP", (hi - lo, T, B), dgh.dtype)
+        np.copyto(own, dgh[:, lo:hi].transpose(1, 0, 2))
+        own = own.reshape(-1, T * B)
+        for a, b, rows in ((0, lo, dg[:lo]), (lo, hi, own), (hi, dg.shape[0], dg[hi:])):
+            if b > a:
+                np.matmul(h_prev, rows.T, out=dW[:, a:b])
+        return own
 
 
 def _columns(x: np.ndarray, ws: Workspace) -> np.ndarray:
@@ -423,7 +388,7 @@ class Elman(Cell):
     def _grad_buffers(self, T: int, B: int, dt) -> tuple:
         return self.trace.gates, self.trace.gates  # the input projections are spent: d loss / d a goes there
 
-    def _recur_back(self, p: dict, dhs: np.ndarray, tr: Trace, da, _, need_dstate0: bool, dcs, done):
+    def _recur_back(self, p: dict, dhs: np.ndarray, tr: Trace, da, _, need_dstate0: bool, dcs):
         W_hh = p[self.key_h]
         T, H, B = dhs.shape
         activation_grad(self.activation, tr.h[1:], da)  # act'(a_t), all steps in one pass
@@ -432,7 +397,6 @@ class Elman(Cell):
         for t in range(T - 1, -1, -1):
             dh += dhs[t]
             da[t] *= dh
-            done(t)
             if t or need_dstate0:
                 np.matmul(W_hh, da[t], out=dh)  # (H, H) @ (H, B)
         self.dstate0 = dh.T.copy() if need_dstate0 else None
@@ -499,7 +463,7 @@ class LSTM(Cell):
             np.tanh(ct, out=tc[t])
             np.multiply(o, tc[t], out=h[t + 1])
 
-    def _recur_back(self, p: dict, dhs: np.ndarray, tr: Trace, da, _, need_dstate0: bool, dcs, done):
+    def _recur_back(self, p: dict, dhs: np.ndarray, tr: Trace, da, _, need_dstate0: bool, dcs):
         W_h = p[self.key_h]
         T, H, B = dhs.shape
         g, c, tc = tr.gates, tr.c, tr.tanh_c
@@ -534,7 +498,6 @@ class LSTM(Cell):
             qt[2] *= dh  # d a_o
             qt[3] *= dc  # d a_g
             dc *= g4[t, 1]  # d loss / d c_{t-1} = dc f
-            done(t)
             if t or need_dstate0:
                 np.matmul(W_h, da[t], out=dh)  # d loss / d h_{t-1} through the gates
         self.dstate0 = (dh.T.copy(), dc.T.copy()) if need_dstate0 else None
@@ -592,7 +555,7 @@ class GRU(Cell):
     def _grad_buffers(self, T: int, B: int, dt) -> tuple:
         return self.ws.get("dgx", (T, 3 * self.H, B), dt), self.ws.get("dgh", (T, 3 * self.H, B), dt)
 
-    def _recur_back(self, p: dict, dhs: np.ndarray, tr: Trace, dgx, dgh, need_dstate0: bool, dcs, done):
+    def _recur_back(self, p: dict, dhs: np.ndarray, tr: Trace, dgx, dgh, need_dstate0: bool, dcs):
         W_h = p[self.key_h]
         T, H, B = dhs.shape
         g, h, hn = tr.gates, tr.h, tr.hn
@@ -618,7 +581,6 @@ class GRU(Cell):
             qt[0] *= qt[2]  # d a_r
             dgh[t, : 2 * H] = dgx[t, : 2 * H]
             np.multiply(qt[2], g3[t, 0], out=dgh3[t, 2])  # d h_n = d a_n r
-            done(t)
             if t or need_dstate0:
                 np.multiply(dh, g3[t, 1], out=direct)  # the path h_{t-1} -> h_t: dh z
                 np.matmul(W_h, dgh[t], out=dh)

@@ -134,8 +134,8 @@ def load_checkpoint(path, task=None):
     return ck
 
 
-THREADS_HELP = ("CPU threads to compute with: BLAS's, and a worker beside the recurrence "
-                "[default: the CPUs this process may use; env CHARRNN_THREADS].")
+THREADS_HELP = ("BLAS threads to compute with [default: auto: training times one thread against the CPUs "
+                "this process may use and keeps the faster, other commands use one; env CHARRNN_THREADS].")
 
 
 def use_threads(n) -> None:
@@ -604,7 +604,7 @@ def bench_cells(config, cells, vocab_size, seconds, as_json):
         click.echo(json.dumps({"cells": [r.to_dict() for r in found]}))
         return
     r = found[0]
-    click.echo(f"H={r.hidden_size} B={r.batch_size} T={r.seq_len} V={r.vocab_size}, {r.threads} threads")
+    click.echo(f"H={r.hidden_size} B={r.batch_size} T={r.seq_len} V={r.vocab_size}, {r.blas_threads} BLAS threads")
     click.echo(f"{'cell':<6} {'train chars/s':>13} {'update ms':>10} {'products ms':>12} {'ratio':>6} {'sample chars/s':>15}")
     for r in found:
         click.echo(f"{r.cell:<6} {r.train_chars_per_sec:>13,.0f} {r.update_ms:>10.1f} {r.products_ms:>12.1f} "

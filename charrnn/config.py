@@ -81,8 +81,8 @@ class Config:
     sample_temp: float = _f(0.8, "temperature of the --sample-every samples (their seed is the run's seed)")
     seed: int = _f(0, "random seed for initialisation and sampling of the run")
     dtype: str = _f("float32", "float32, or float64 for exact checks", DTYPES)
-    threads: Optional[int] = _f(None, "CPU threads to compute with: BLAS's and a worker beside the recurrence "
-                                      "(also CHARRNN_THREADS); unset: the CPUs this process may use")
+    threads: Optional[int] = _f(None, "BLAS threads to compute with (also CHARRNN_THREADS); unset: auto, "
+                                      "training times 1 against the CPUs this process may use and keeps the faster")
 
     def __post_init__(self):
         self.validate()

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import checkpoint as ckpt
-from . import optim
+from . import optim, threads
 from .config import Config
 from .errors import CharRNNError, CheckpointError, DivergenceError
 from .metrics import FILENAME as METRICS_FILE
@@ -170,6 +170,7 @@ class _Loop:
         self.latest, self.best = os.path.join(out, "latest.npz"), os.path.join(out, "best.npz")
         self.timing = {"encoder": 0.0, "decoder": 0.0, "output": 0.0, "update": 0.0}
         self.n_updates = self.n_clipped = 0  # this session's updates, and those whose gradient was clipped
+        self.tuner = threads.tuner()  # BLAS threads per update, by measuring (threads.py)
 
     def finished(self, elapsed: float) -> bool:
         c = self.config
@@ -224,6 +225,7 @@ class _Loop:
 
     def update(self, batch, stop) -> bool:
         r, config, model = self.run, self.config, self.model
+        self.tuner.begin()
         loss = model.forward(batch)
         grads = model.backward()
         t0 = time.perf_counter()
@@ -236,6 +238,7 @@ class _Loop:
         self.opt.lr = optim.lr_at(config, r.step + 1,
                                   _progress(r.step, self.max_steps, time.perf_counter() - self.start, config))
         self.opt.step(model.params, grads)
+        self.tuner.end(work=batch.target_chars())  # batches differ in length: time per character
         for part in ("encoder", "decoder", "output"):
             self.timing[part] += model.timing[part]
         self.timing["update"] += time.perf_counter() - t0

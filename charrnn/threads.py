@@ -1,33 +1,43 @@
-"""How many CPU threads charrnn computes with: BLAS's, and one worker thread beside the recurrence.
+"""How many CPU threads charrnn computes with, and when training uses them.
 
-A recurrent update is a long chain of small products (one per step, (G*H, H) @ (H, B)) and a
-few large ones (the weight gradients, the output layer). On few cores, BLAS threads pay off
-on the large products only; on the small ones their start-up and spinning cost more than
-they save, and on a machine that other processes share, spinning threads take the cores
-from the process's own main thread. So with N threads charrnn runs the recurrence on the
-main thread with single-threaded BLAS, and the large products on one worker thread beside
-it (`worker()`), with N // 2 BLAS threads each; N = 1 is fully serial. The results are the
-same bit for bit whatever N is: the work is cut into the same blocks, summed in the same order.
+An update is a long chain of small products (one per step, (G*H, H) @ (H, B)) and a few large
+ones (the weight gradients, the output layer). On an idle machine BLAS threads speed up both:
+measured on 2 cores, an update takes 1.4-1.8x less time with 2 BLAS threads than with one. On
+a machine that other processes keep busy it is the other way round: BLAS's threads meet at
+every product, and a thread that waits for a core holds the others up, so an update took 2-4x
+*longer* with 2 threads than with one (docs/performance.md). Which of the two a machine is
+changes while a run trains.
 
-The default N is the number of CPUs this process may run on (its affinity, which `taskset`
-and container limits set), not the machine's count. BLAS threads are set through the
-OPENBLAS/OMP/MKL_NUM_THREADS variables, which BLAS reads when numpy first loads it (the CLI
-sets them before it imports anything that imports numpy), and, once numpy is loaded, through
-threadpoolctl when it is installed (the `threads` extra); without it, a change after numpy
-loaded reaches the worker only. A BLAS thread count the user set in those variables wins over
-the default, not over --threads.
+So by default ("auto") training measures: `Tuner` times updates with one BLAS thread and with
+every CPU this process may use (its affinity, which `taskset` and container limits set), keeps
+the faster, and looks again now and then. `--threads N` fixes N BLAS threads. Outside
+training (sampling, scoring, serving), auto means one BLAS thread: one-stream sampling is a
+chain of products too small to split, and the safe choice costs little there.
+
+The results are the same bit for bit whatever the thread count: OpenBLAS splits a product's
+rows and columns between its threads, never its sums (tests/test_threads.py checks it).
+
+BLAS threads are set through the OPENBLAS/OMP/MKL_NUM_THREADS variables, which BLAS reads when
+numpy first loads it (the CLI sets them before it imports anything that imports numpy), and,
+once numpy is loaded, through threadpoolctl, the optional extra `threads`: without it the count
+can't change after numpy loads, so auto stays at one thread. A BLAS thread count the user set
+in those variables wins over auto, not over --threads.
 """
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 import threading
+import time
 
 _BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _USER_SET_BLAS = any(var in os.environ for var in _BLAS_VARS)  # before this module touched them
 _lock = threading.Lock()
-_threads: int | None = None
-_worker = None  # a concurrent.futures.ThreadPoolExecutor, made on first use
+_threads: int | None = None  # the budget: None until set_threads()
+_auto = True
+_blas: int | None = None  # BLAS threads in force, as set here
+_controller = None  # threadpoolctl's, made once: finding the libraries costs milliseconds
 
 
 def available() -> int:
@@ -38,59 +48,138 @@ def available() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def blas_threads(n: int) -> int:
-    """BLAS threads for N threads in all: half, since the worker runs products beside the main thread."""
-    return max(1, n // 2)
-
-
 def set_threads(n: int | None = None) -> int:
-    """Compute with n threads (None: every CPU this process may use). Returns n.
+    """Compute with n BLAS threads; None: auto (see the module's docstring). Returns the budget.
 
     Call it before numpy is imported when threadpoolctl may be missing. With n None, a BLAS
     thread count the user set in the environment (OPENBLAS_NUM_THREADS...) is left alone.
     """
-    global _threads, _worker
-    given = n is not None
-    n = int(n) if given else available()
+    global _threads, _auto
+    auto = n is None
+    n = available() if auto else int(n)
     if n < 1:
         raise ValueError(f"threads must be at least 1, got {n}")
     with _lock:
-        _threads = n
-        if given or not _USER_SET_BLAS:
-            _set_blas(blas_threads(n))
-        if n == 1 and _worker is not None:
-            _worker.shutdown(wait=True)
-            _worker = None
+        _threads, _auto = n, auto
+    if not auto:
+        set_blas(n)
+    elif not _USER_SET_BLAS:
+        set_blas(1)
     return n
 
 
 def threads() -> int:
-    """The thread count in force (set_threads() with the default if nothing set it yet)."""
+    """The thread budget in force (set_threads() with auto if nothing set it yet)."""
     return _threads if _threads is not None else set_threads()
 
 
-def worker():
-    """The one worker thread (a ThreadPoolExecutor) for the large products, or None when serial."""
-    global _worker
-    if threads() < 2:
-        return None
-    with _lock:
-        if _worker is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="charrnn-worker")
-        return _worker
+def is_auto() -> bool:
+    threads()
+    return _auto
 
 
-def _set_blas(n: int) -> None:
-    # The variables are read when numpy loads its BLAS (threadpoolctl sees no library before
-    # that); threadpoolctl changes a BLAS already loaded.
-    for var in _BLAS_VARS:
-        os.environ[var] = str(n)
-    if "numpy" not in sys.modules:
-        return  # nothing loaded a BLAS yet (and threadpoolctl's import would cost the cold start)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
+def blas() -> int | None:
+    """BLAS threads as last set here (None: BLAS's own default)."""
+    return _blas
+
+
+def set_blas(n: int) -> None:
+    """BLAS threads now: the environment before numpy loads, threadpoolctl after."""
+    global _blas, _controller
+    if n == _blas:
         return
-    threadpool_limits(limits=n, user_api="blas")
+    if "numpy" not in sys.modules:  # threadpoolctl would see no BLAS yet, and its import costs the cold start
+        for var in _BLAS_VARS:
+            os.environ[var] = str(n)
+        _blas = n
+        return
+    if _controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            return  # the count BLAS loaded with stays
+        _controller = ThreadpoolController().select(user_api="blas")
+    for lib in _controller.lib_controllers:
+        lib.set_num_threads(n)
+    _blas = n
+
+
+def can_switch() -> bool:
+    """Whether BLAS's thread count can change now (numpy not loaded yet, or threadpoolctl)."""
+    if "numpy" not in sys.modules or _controller is not None:
+        return True
+    try:
+        import threadpoolctl  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def tuner() -> "Tuner":
+    """A Tuner for a training loop: measuring with auto, else fixed at the threads set."""
+    n = threads()
+    if _auto and n > 1 and not _USER_SET_BLAS and can_switch():
+        return Tuner((1, n))
+    return Tuner((_blas or n,), apply=lambda n: None)
+
+
+class Tuner:
+    """Picks BLAS's thread count for each training update by timing updates with each choice.
+
+    Call `begin()` before an update's computation and `end()` after it. The first update (its
+    buffers are made then) is not timed; then each choice runs PROBES updates, alternating, and
+    the faster by median is kept. Every `interval` updates the choices are compared again the
+    same way: a switch sets the interval back to its start, staying doubles it (up to MAX),
+    so a machine that stays as it is pays ever less for the looking. If the kept choice's
+    updates become 1.5x slower than when it was chosen (other work arrived), it looks at once.
+    """
+
+    PROBES = 2
+    START, MAX = 16, 256
+
+    def __init__(self, choices: tuple, apply=set_blas, clock=time.perf_counter):
+        self.choices, self.apply, self.clock = tuple(choices), apply, clock
+        self.current = self.choices[0]
+        self.queue: list = []  # choices still to time in this comparison
+        self.timings: dict = {}  # choice -> seconds of its updates in this comparison
+        self.recent: list = []  # the kept choice's latest updates
+        self.reference = None  # the kept choice's median when it was chosen
+        self.interval, self.until_next = self.START, 0
+        self.updates = 0
+        self._started = None
+        self._choice = self.current
+
+    def begin(self) -> int:
+        """Set the thread count for the coming update; returns it."""
+        if len(self.choices) > 1 and self.updates >= 1 and not self.queue and self.until_next <= 0:
+            self.queue = [c for _ in range(self.PROBES) for c in self.choices]
+            self.timings = {c: [] for c in self.choices}
+        self._choice = self.queue[0] if self.queue else self.current
+        self.apply(self._choice)
+        self._started = self.clock()
+        return self._choice
+
+    def end(self, work: float = 1.0) -> None:
+        """The update is done; `work` scales its time when updates differ in size (seconds per work)."""
+        seconds = (self.clock() - self._started) / work
+        self.updates += 1
+        if self.updates == 1 or len(self.choices) == 1:
+            return
+        if self.queue:
+            self.timings[self.queue.pop(0)].append(seconds)
+            if not self.queue:
+                self._decide()
+            return
+        self.until_next -= 1
+        self.recent = (self.recent + [seconds])[-5:]
+        if len(self.recent) == 5 and statistics.median(self.recent) > 1.5 * self.reference:
+            self.until_next, self.interval = 0, self.START  # the machine changed: look again now
+
+    def _decide(self) -> None:
+        medians = {c: statistics.median(t) for c, t in self.timings.items()}
+        best = min(medians, key=medians.get)
+        if best != self.current and medians[best] < 0.95 * medians[self.current]:
+            self.current, self.interval = best, self.START
+        else:
+            self.interval = min(2 * self.interval, self.MAX) if self.reference is not None else self.START
+        self.reference, self.recent, self.until_next = medians[self.current], [], self.interval

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import checkpoint as ckpt
-from . import finetune, history, optim, previews
+from . import finetune, history, optim, previews, threads
 from .config import Config
 from .data import Corpus, Split, Streams, load_corpus, load_val, split
 from .errors import CharRNNError, CheckpointError, DivergenceError
@@ -219,6 +219,7 @@ class Run:
         self.n_updates = self.n_clipped = 0  # this session's updates, and those whose gradient was clipped
         self.first_step, self.before = self.state.step, self.state.elapsed  # this session's start; earlier time
         self.clock = time.perf_counter() - self.before  # so elapsed counts the whole run, across resumes
+        self.tuner = threads.tuner()  # BLAS threads per update, by measuring (threads.py)
         return self
 
     def train(self) -> Result:
@@ -253,6 +254,7 @@ class Run:
         if run.chunk == streams.chunks_per_epoch:  # a new epoch starts from the streams' beginning
             run.chunk, run.hidden = 0, model.zero_state(config.batch_size)
         x, y = streams.chunk(run.chunk)
+        self.tuner.begin()
         loss, new_state = model.forward(x, y, run.hidden, train=True, advance=streams.S, rng=self.dropout_rng)
         grads = model.backward()
         norm, clipped = optim.clip(grads, config.clip, config.clip_mode)
@@ -262,6 +264,7 @@ class Run:
         progress = _progress(run.step, self.max_steps, time.perf_counter() - self.clock, config)
         self.opt.lr = optim.lr_at(config, run.step + 1, progress)
         self.opt.step(model.params, grads)
+        self.tuner.end()
         run.hidden, run.chunk, run.step = new_state, run.chunk + 1, run.step + 1
         self.n_updates, self.n_clipped = self.n_updates + 1, self.n_clipped + clipped
         run.train_loss = loss

@@ -186,27 +186,3 @@ def test_each_cell_names_its_kind_and_gate_count(cell):
     assert layer.kind == cell
     assert layer.shapes()[layer.key_h] == (H, layer.n_gates * H)
     assert model.flops_per_char() == 6 * layer.n_gates * H * H + 6 * H * V
-
-
-@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
-def test_gradients_bitwise_the_same_with_or_without_the_worker_thread(cell, monkeypatch):
-    """The weight products run in blocks, on a worker thread or inline: the same bits either way."""
-    from charrnn import cells, threads
-
-    monkeypatch.setattr(cells, "BLOCK_COLUMNS", 3)  # several blocks, the last one short
-    monkeypatch.setattr(cells, "WORKER_MIN_BLOCK", 0)  # the worker takes even these small ones
-    before = threads.threads()
-    grads = []
-    try:
-        for n in (1, 2):
-            threads.set_threads(n)
-            model = Model(V, 6, layers=2, cell=cell, dropout=0.2).init(1)
-            rng = np.random.default_rng(2)
-            x, y = rng.integers(0, V, (7, 2)), rng.integers(0, V, (7, 2))
-            model.forward(x, y, model.zero_state(2), train=True, rng=np.random.default_rng(3))
-            grads.append({k: g.copy() for k, g in model.backward().items()})
-    finally:
-        threads.set_threads(before)
-    for k in grads[0]:
-        assert np.array_equal(grads[0][k], grads[1][k]), k
-        assert np.abs(grads[0][k]).max() > 0, k
