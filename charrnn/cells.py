@@ -168,7 +168,7 @@ class Cell:
         self.ws = Workspace()
         self.trace: Trace | None = None
         self.dstate0 = None  # d loss / d carried-in state, after backward(need_dstate0=True)
-        self._scatter: dict = {}
+        self.x_side = self.h_side = slice(0, self.n_gates * hidden)  # rows of _grad_buffer()
 
     # -- parameters ---------------------------------------------------------------------
     def shapes(self) -> dict:
@@ -272,26 +272,26 @@ class Cell:
             fm = self.ws.get("dhs", (T, self.H, B), dt)
             np.copyto(fm, dhs.transpose(0, 2, 1))
             dhs = fm
-        dgx, dgh = self._grad_buffers(T, B, dt)
-        self._recur_back(p, dhs, tr, dgx, dgh, need_dstate0, dcs)
-        dx = _WeightGrads(self, p, grads, dgx, dgh).run(need_dx)
+        da = self._grad_buffer(T, B, dt)
+        self._recur_back(p, dhs, tr, da, need_dstate0, dcs)
+        dx = _WeightGrads(self, p, grads, da).run(need_dx)
         if dx is None or feature_major:
             return dx
         return dx.transpose(0, 2, 1)
 
-    def _grad_buffers(self, T: int, B: int, dt) -> tuple:
-        """Where the recurrence leaves d loss / d pre-activations, input side and recurrent side."""
-        da = self.ws.get("da", (T, self.n_gates * self.H, B), dt)
-        return da, da
+    def _grad_buffer(self, T: int, B: int, dt) -> np.ndarray:
+        """Where the recurrence leaves d loss / d pre-activation, (T, R, B): rows `x_side` are
+        the input side's (W_x, b; in the parameters' gate order), rows `h_side` the recurrent
+        side's (W_h). They are the same rows (all of them) but in the GRU."""
+        return self.ws.get("da", (T, self.n_gates * self.H, B), dt)
 
-    def own_recurrent_rows(self) -> tuple:
-        """(lo, hi): the pre-activation rows whose recurrent-side derivative differs from the input side's."""
-        return 0, self.n_gates * self.H
+    def _add_dW_h(self, grads: dict, dW: np.ndarray) -> None:
+        """Add h_{t-1} summed against the `h_side` rows, (H, R_h), into W_h's gradient."""
+        grads[self.key_h] += dW
 
-    def _extra_grads(self, grads: dict, own: np.ndarray | None, ones: np.ndarray) -> None:
-        """Gradients of parameters beyond W_x, W_h, b, from the recurrent side's own rows of
-        d loss / d pre-activation over a block of n (step, stream) columns, (hi - lo, n);
-        `ones` (n,) sums rows as a product."""
+    def _extra_grads(self, grads: dict, da: np.ndarray, ones: np.ndarray) -> None:
+        """Gradients of parameters beyond W_x, W_h, b, from every row of d loss / d pre-activation
+        over the chunk's n (step, stream) columns, (R, n); `ones` (n,) sums rows as a product."""
 
     # -- generation -----------------------------------------------------------------------
     def _input_row(self, p: dict, x: np.ndarray) -> np.ndarray:
@@ -303,63 +303,49 @@ class _WeightGrads:
     """The weight-gradient products of one backward pass, over the whole chunk at once.
 
     After the recurrence has left d loss / d pre-activation for every step, one copy lays the
-    steps side by side, (G*H, T*B), and each weight's gradient is one large product (d W_h,
+    steps side by side, (R, T*B), and each weight's gradient is one large product (d W_h,
     d W_x or the one-hot scatter, d b, d x), which BLAS runs at its best and, with several
     BLAS threads, in parallel. (Blocks of steps handed to a worker thread beside the
     recurrence were measured slower on 2 cores than these products with 2 BLAS threads after
     it, on an idle machine and a busy one alike; docs/performance.md.)
     """
 
-    def __init__(self, cell: Cell, p: dict, grads: dict, dgx: np.ndarray, dgh: np.ndarray):
-        self.cell, self.p, self.grads, self.dgx, self.dgh = cell, p, grads, dgx, dgh
+    def __init__(self, cell: Cell, p: dict, grads: dict, da: np.ndarray):
+        self.cell, self.p, self.grads, self.da = cell, p, grads, da
 
     def run(self, need_dx: bool):
         """Add every weight's gradient into grads; returns d loss / d x (T, D, B), or None."""
-        cell, grads, dgx, ws, tr = self.cell, self.grads, self.dgx, self.cell.ws, self.cell.trace
-        T, GH, B = dgx.shape
-        H, n, dt = cell.H, T * B, dgx.dtype
-        dg = ws.get("dgxP", (GH, T, B), dt)
-        np.copyto(dg, dgx.transpose(1, 0, 2))
-        dg = dg.reshape(GH, n)
-        dW, h_prev = ws.get("dW", (max(cell.n_in, H), GH), dt), tr.hP[:, :T].reshape(H, n)
-        own = self._own_rows(dg, h_prev, dW[:H])
-        grads[cell.key_h] += dW[:H]
+        cell, grads, da, ws, tr = self.cell, self.grads, self.da, self.cell.ws, self.cell.trace
+        T, R, B = da.shape
+        H, n, dt = cell.H, T * B, da.dtype
+        daP = ws.get("daP", (R, T, B), dt)
+        np.copyto(daP, da.transpose(1, 0, 2))
+        daP = daP.reshape(R, n)
+        dg = daP[cell.x_side]  # (G*H, n), the parameters' gate order
+        dW = ws.get("dW", (cell.n_in, R), dt) if cell.n_in > H else ws.get("dW", (H, R), dt)
+        np.matmul(tr.hP[:, :T].reshape(H, n), daP[cell.h_side].T, out=dW[:H, : dg.shape[0]])
+        cell._add_dW_h(grads, dW[:H, : dg.shape[0]])
         ones = ws.get("ones", (n,), dt)
         ones.fill(1)  # row sums as products: 4x faster than .sum(axis=1)
         grads[cell.key_b] += dg @ ones
-        cell._extra_grads(grads, own, ones)
-        if cell.embed:  # d W_x[id] += dg: the one-hot's transpose as a product, one_hot^T (V, n) @ dg^T
+        cell._extra_grads(grads, daP, ones)
+        if cell.embed:  # d W_x[id] += dg: the one-hot's transpose as a product, dg @ one_hot (n, V)
             V = self.p[cell.key_x].shape[0]
             onehot, ids, columns = ws.zeros("onehot", (V, n), dt), tr.x.reshape(-1), np.arange(n)
             onehot[ids, columns] = 1
-            np.matmul(onehot, dg.T, out=dW[:V])
+            dWxT = ws.get("dWxT", (dg.shape[0], V), dt)
+            np.matmul(dg, onehot.T, out=dWxT)  # (G*H, V): faster than one_hot @ dg.T into (V, G*H)
             onehot[ids, columns] = 0  # all zeros again for the next call
+            grads[cell.key_x] += dWxT.T
         else:
             x2 = tr.x2 if tr.x2 is not None else _columns(tr.x, ws)
-            np.matmul(x2, dg.T, out=dW[: cell.n_in])
-        grads[cell.key_x] += dW[: cell.n_in]
+            np.matmul(x2, dg.T, out=dW[: cell.n_in, : dg.shape[0]])
+            grads[cell.key_x] += dW[: cell.n_in, : dg.shape[0]]
         if not need_dx or cell.embed:
             return None
         dx = ws.get("dx", (T, cell.n_in, B), dt)
-        np.matmul(self.p[cell.key_x], dgx, out=dx)  # (D, G*H) @ (G*H, B) per step
+        np.matmul(self.p[cell.key_x], da[:, cell.x_side], out=dx)  # (D, G*H) @ (G*H, B) per step
         return dx
-
-    def _own_rows(self, dg: np.ndarray, h_prev: np.ndarray, dW: np.ndarray):
-        """dW = sum over t of h_{t-1} dg_t^T, with the recurrent side's own rows where they
-        differ from the input side's (the GRU's n); returns those rows, (hi - lo, T*B), or None."""
-        cell, dgh = self.cell, self.dgh
-        if dgh is self.dgx:
-            np.matmul(h_prev, dg.T, out=dW)
-            return None
-        lo, hi = cell.own_recurrent_rows()
-        T, _, B = dgh.shape
-        own = cell.ws.get("dghP", (hi - lo, T, B), dgh.dtype)
-        np.copyto(own, dgh[:, lo:hi].transpose(1, 0, 2))
-        own = own.reshape(-1, T * B)
-        for a, b, rows in ((0, lo, dg[:lo]), (lo, hi, own), (hi, dg.shape[0], dg[hi:])):
-            if b > a:
-                np.matmul(h_prev, rows.T, out=dW[:, a:b])
-        return own
 
 
 def _columns(x: np.ndarray, ws: Workspace) -> np.ndarray:
@@ -385,10 +371,10 @@ class Elman(Cell):
             ht += a[t]
             activate(act, ht, ht)
 
-    def _grad_buffers(self, T: int, B: int, dt) -> tuple:
-        return self.trace.gates, self.trace.gates  # the input projections are spent: d loss / d a goes there
+    def _grad_buffer(self, T: int, B: int, dt) -> np.ndarray:
+        return self.trace.gates  # the input projections are spent: d loss / d a goes there
 
-    def _recur_back(self, p: dict, dhs: np.ndarray, tr: Trace, da, _, need_dstate0: bool, dcs):
+    def _recur_back(self, p: dict, dhs: np.ndarray, tr: Trace, da, need_dstate0: bool, dcs):
         W_hh = p[self.key_h]
         T, H, B = dhs.shape
         activation_grad(self.activation, tr.h[1:], da)  # act'(a_t), all steps in one pass
@@ -463,7 +449,7 @@ class LSTM(Cell):
             np.tanh(ct, out=tc[t])
             np.multiply(o, tc[t], out=h[t + 1])
 
-    def _recur_back(self, p: dict, dhs: np.ndarray, tr: Trace, da, _, need_dstate0: bool, dcs):
+    def _recur_back(self, p: dict, dhs: np.ndarray, tr: Trace, da, need_dstate0: bool, dcs):
         W_h = p[self.key_h]
         T, H, B = dhs.shape
         g, c, tc = tr.gates, tr.c, tr.tanh_c
@@ -552,46 +538,56 @@ class GRU(Cell):
             ht *= z
             ht += n
 
-    def _grad_buffers(self, T: int, B: int, dt) -> tuple:
-        return self.ws.get("dgx", (T, 3 * self.H, B), dt), self.ws.get("dgh", (T, 3 * self.H, B), dt)
+    # d loss / d pre-activation, (T, 4H, B), rows [d h_n | d a_r | d a_z | d a_n]: the recurrent
+    # side (h_n = h W_hn + b_hn, r, z) is rows 0:3H, the input side (r, z, n) rows H:4H, each
+    # contiguous, so no step copies r and z from one side to the other. The step's product
+    # takes W_h's columns in the same order, n first (a copy made once per backward pass).
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.h_side, self.x_side = slice(0, 3 * self.H), slice(self.H, 4 * self.H)
 
-    def _recur_back(self, p: dict, dhs: np.ndarray, tr: Trace, dgx, dgh, need_dstate0: bool, dcs):
-        W_h = p[self.key_h]
+    def _grad_buffer(self, T: int, B: int, dt) -> np.ndarray:
+        return self.ws.get("da", (T, 4 * self.H, B), dt)
+
+    def _recur_back(self, p: dict, dhs: np.ndarray, tr: Trace, da, need_dstate0: bool, dcs):
         T, H, B = dhs.shape
         g, h, hn = tr.gates, tr.h, tr.hn
         dt = g.dtype
-        g3, q = g.reshape(T, 3, H, B), dgx.reshape(T, 3, H, B)
+        W_h = self.ws.get("W_h_nrz", (H, 3 * H), dt)  # W_h's columns as rows 0:3H are ordered: n, r, z
+        np.copyto(W_h[:, :H], p[self.key_h][:, 2 * H :])
+        np.copyto(W_h[:, H:], p[self.key_h][:, : 2 * H])
+        g3, q = g.reshape(T, 3, H, B), da.reshape(T, 4, H, B)
         # The factors that do not depend on the gradient, all steps at once:
         # d a_z = dh (h_{t-1} - n) z(1-z), d a_n = dh (1-z)(1-n^2), d a_r = d a_n hn r(1-r).
-        activation_grad("sigmoid", g[:, : 2 * H], dgx[:, : 2 * H])
-        q[:, 0] *= hn
+        activation_grad("sigmoid", g[:, : 2 * H], da[:, H : 3 * H])
+        q[:, 1] *= hn
         tmpT = self.ws.get("tmpT", (T, H, B), dt)
         np.subtract(h[:-1], g3[:, 2], out=tmpT)
-        q[:, 1] *= tmpT
-        activation_grad("tanh", g3[:, 2], q[:, 2])
-        np.subtract(1, g3[:, 1], out=tmpT)
         q[:, 2] *= tmpT
-        dgh3 = dgh.reshape(T, 3, H, B)
+        activation_grad("tanh", g3[:, 2], q[:, 3])
+        np.subtract(1, g3[:, 1], out=tmpT)
+        q[:, 3] *= tmpT
         dh, direct = self.ws.get("dh", (H, B), dt), self.ws.get("tmp2", (H, B), dt)
         dh.fill(0)
         for t in range(T - 1, -1, -1):
             dh += dhs[t]
             qt = q[t]
-            qt[1:] *= dh  # d a_z, d a_n
-            qt[0] *= qt[2]  # d a_r
-            dgh[t, : 2 * H] = dgx[t, : 2 * H]
-            np.multiply(qt[2], g3[t, 0], out=dgh3[t, 2])  # d h_n = d a_n r
+            qt[2:] *= dh  # d a_z, d a_n
+            qt[1] *= qt[3]  # d a_r
+            np.multiply(qt[3], g3[t, 0], out=qt[0])  # d h_n = d a_n r
             if t or need_dstate0:
                 np.multiply(dh, g3[t, 1], out=direct)  # the path h_{t-1} -> h_t: dh z
-                np.matmul(W_h, dgh[t], out=dh)
+                np.matmul(W_h, da[t, : 3 * H], out=dh)
                 dh += direct
         self.dstate0 = dh.T.copy() if need_dstate0 else None
 
-    def own_recurrent_rows(self) -> tuple:
-        return 2 * self.H, 3 * self.H  # d h_n = d a_n r; r and z are the same on both sides
+    def _add_dW_h(self, grads: dict, dW: np.ndarray) -> None:
+        H, dW_h = self.H, grads[self.key_h]
+        dW_h[:, 2 * H :] += dW[:, :H]  # n
+        dW_h[:, : 2 * H] += dW[:, H:]  # r, z
 
-    def _extra_grads(self, grads: dict, own: np.ndarray | None, ones: np.ndarray) -> None:
-        grads[self.keys["b_hn"]] += own @ ones  # b_hn enters as h_n does
+    def _extra_grads(self, grads: dict, da: np.ndarray, ones: np.ndarray) -> None:
+        grads[self.keys["b_hn"]] += da[: self.H] @ ones  # b_hn enters as h_n does
 
     def step(self, p: dict, x: np.ndarray, h: np.ndarray) -> np.ndarray:
         """One time step for generation: x ids (B,) or (B, D), h (B, H) -> the new h."""
