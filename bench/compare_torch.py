@@ -3,7 +3,9 @@
 
 For every cell and shape asked for, each round trains charrnn and then the peer with the same
 recipe (Adam, clip 5, T=64, the same corpus through the same data code, no validation) for
---steps updates, and reads each side's own chars/s; then it samples one stream of the cell at
+--steps updates, and reads each side's chars/s after its first 3 updates (the steady rate:
+both sides' first update makes their buffers; charrnn's threads.Tuner times its choices in
+updates 2-5 and again now and then, which stays in); then it samples one stream of the cell at
 H=512 on each side. The table shows the median of the rounds of each side and their ratio
 (charrnn / torch). Alternating A B A B lets drift on a shared machine hit both sides alike.
 
@@ -38,9 +40,16 @@ from charrnn import threads as th
 th.set_threads(threads or None)  # before numpy loads
 from charrnn.config import Config
 from charrnn.training import Run
+import time
 config = Config(cell=cell, hidden_size=H, batch_size=B, seq_len=T, max_steps=steps, val_fraction=0,
                 eval_every=10**9, save_every=10**9, log_every=10**9)
-print(json.dumps({"chars_per_sec": Run(config, corpus, out=None).train().chars_per_sec}))
+run = Run(config, corpus, out=None)
+warm = []  # (time, step) after the first 3 updates, as the peer's steady_chars_per_sec
+run.after_update.append(lambda r: warm.append((time.perf_counter(), r.state.step)) if r.state.step == 3 else None)
+result = run.train()
+end = time.perf_counter()
+steady = (result.steps - warm[0][1]) * B * T / (end - warm[0][0]) if warm and result.steps > 3 else None
+print(json.dumps({"chars_per_sec": result.chars_per_sec, "steady_chars_per_sec": steady}))
 """
 CHARRNN_SAMPLE = """
 import json, sys
@@ -62,14 +71,16 @@ def run(cmd: list) -> str:
 
 def charrnn_train(corpus, cell, H, B, T, steps, threads) -> float:
     text = run([sys.executable, "-c", CHARRNN_TRAIN, corpus, cell, *map(str, (H, B, T, steps, threads))])
-    return json.loads(text.strip().splitlines()[-1])["chars_per_sec"]
+    out = json.loads(text.strip().splitlines()[-1])
+    return out["steady_chars_per_sec"] or out["chars_per_sec"]
 
 
 def torch_train(py, corpus, cell, H, B, T, steps, threads) -> float:
     text = run([py, PEER, "train", corpus, "--cell", cell, "--hidden-size", str(H), "--batch-size", str(B),
                 "--seq-len", str(T), "--max-steps", str(steps), "--val-fraction", "0", "--quiet",
                 "--out", os.path.join(SCRATCH, "peer.pt"), "--threads", str(threads)])
-    return json.loads(next(line for line in text.splitlines() if line.startswith("{")))["chars_per_sec"]
+    out = json.loads(next(line for line in text.splitlines() if line.startswith("{")))
+    return out["steady_chars_per_sec"] or out["chars_per_sec"]
 
 
 def charrnn_sample(cell, H, V, threads) -> float:
@@ -101,7 +112,7 @@ def main():
     ap.add_argument("--cell", action="append", choices=CELLS, help="repeatable [default: all three]")
     ap.add_argument("--shape", action="append", help="HxB, repeatable [default: 256x32 and 512x64]")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=30, help="training updates per turn")
+    ap.add_argument("--steps", type=int, default=40, help="training updates per turn (the rate counts those after the 3rd)")
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--threads", type=int, default=0, help="both sides [default: each side's own default]")
     ap.add_argument("--no-sample", action="store_true", help="skip one-stream sampling")

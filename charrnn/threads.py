@@ -135,7 +135,7 @@ class Tuner:
     """
 
     PROBES = 2
-    START, MAX = 16, 256
+    START, MAX = 64, 256
 
     def __init__(self, choices: tuple, apply=set_blas, clock=time.perf_counter):
         self.choices, self.apply, self.clock = tuple(choices), apply, clock

@@ -119,7 +119,7 @@ def test_tuner_keeps_one_thread_unless_more_are_clearly_faster():
 
 def test_tuner_looks_again_ever_less_often_while_nothing_changes():
     m = FakeMachine(c2=2.0)  # a busy machine: two threads are slower
-    chosen = m.updates(200)
+    chosen = m.updates(1000)
     probes = [i for i, c in enumerate(chosen) if c == 2]
     assert m.tuner.current == 1
     gaps = [b - a for a, b in zip(probes, probes[1:]) if b - a > 2]
