@@ -28,7 +28,9 @@ from charrnn.config import Config
 from charrnn.training import Run
 config = Config(cell=cell, hidden_size=H, batch_size=B, max_steps=steps, val_fraction=0,
                 eval_every=10**9, save_every=10**9, log_every=10**9)
-print(json.dumps({"chars_per_sec": Run(config, corpus, out=None).train().chars_per_sec, "threads": th.threads()}))
+run = Run(config, corpus, out=None)
+chars_per_sec = run.train().chars_per_sec
+print(json.dumps({"chars_per_sec": chars_per_sec, "threads": th.threads(), "blas_threads": run.tuner.current}))
 """
 
 
@@ -55,17 +57,21 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="[default: charrnn's own default]")
     ap.add_argument("--corpus", default=os.path.join(REPO, "data", "shakespeare.txt"))
     a = ap.parse_args()
-    alone, pairs = [], []
+    alone, pairs, blas_alone, blas_pair = [], [], [], []
     for _ in range(a.rounds):
         r = finish(start(a))
         alone.append(r["chars_per_sec"])
+        blas_alone.append(r["blas_threads"])
         p, q = start(a), start(a)
-        pairs.append(finish(p)["chars_per_sec"] + finish(q)["chars_per_sec"])
+        p, q = finish(p), finish(q)
+        pairs.append(p["chars_per_sec"] + q["chars_per_sec"])
+        blas_pair += [p["blas_threads"], q["blas_threads"]]
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     one, two = statistics.median(alone), statistics.median(pairs)
     print(f"{a.cell} H={a.hidden_size} B={a.batch_size}, threads {r['threads']} each, {a.rounds} rounds, load {load}")
     print(f"one alone: {one:,.0f} chars/s ({', '.join(f'{v:,.0f}' for v in alone)})")
     print(f"two together, summed: {two:,.0f} chars/s ({', '.join(f'{v:,.0f}' for v in pairs)}): {two / one:.2f}x one alone")
+    print(f"BLAS threads the runs ended with: alone {blas_alone}, side by side {blas_pair}")
 
 
 if __name__ == "__main__":
