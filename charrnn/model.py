@@ -165,11 +165,11 @@ class Model:
         grads["b_y"] += d.sum(axis=1)
         T, k1, H = last.T, last.k1, self.H
         B = N // k1
-        dtop = self.ws.get("dtop", (H, k1, B), self.dtype)
-        np.matmul(self.params["W_hy"], d, out=dtop.reshape(H, N))
         dh = self.ws.get("dh", (T, H, B), self.dtype)
         dh[: T - k1] = 0  # the context steps, outside the loss
-        np.copyto(dh[T - k1 :], dtop.transpose(1, 0, 2))
+        # d loss / d top = W_hy d, one (H, V) @ (V, B) product per step straight into the layers'
+        # (T, H, B) layout: faster than one (H, V) @ (V, k1*B) product and a copy (docs/performance.md).
+        np.matmul(self.params["W_hy"], d.reshape(self.V, k1, B).transpose(1, 0, 2), out=dh[T - k1 :])
         for i in range(len(self.layers) - 1, -1, -1):
             if last.masks[i] is not None:
                 dh *= last.masks[i]
