@@ -52,7 +52,7 @@ def main():
     ap.add_argument("--cell", default="lstm", choices=("elman", "lstm", "gru"))
     ap.add_argument("--hidden-size", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--steps", type=int, default=200, help="updates per run (the tuner looks at 2-5, 69, 197...)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="[default: charrnn's own default]")
     ap.add_argument("--corpus", default=os.path.join(REPO, "data", "shakespeare.txt"))

@@ -134,10 +134,12 @@ class Tuner:
 
     Call `begin()` before an update's computation and `end()` after it. The first update (its
     buffers are made then) is not timed; then each choice runs PROBES updates, alternating, and
-    the faster by median is kept. Every `interval` updates the choices are compared again the
-    same way: a switch sets the interval back to its start, staying doubles it (up to MAX),
-    so a machine that stays as it is pays ever less for the looking. If the kept choice's
-    updates become 1.5x slower than when it was chosen (other work arrived), it looks at once.
+    the faster by median is kept. Every `interval` updates it looks again: one update with
+    each other choice, against the median of the kept choice's latest 5. A switch sets the
+    interval back to its start, staying doubles it (up to MAX), so a machine that stays as it
+    is pays ever less for the looking (a look costs one update of the loser, which beside
+    other work can be 4x slower). If the kept choice's updates become 1.5x slower than when it
+    was chosen (other work arrived), it looks at once.
     """
 
     PROBES = 2
@@ -158,7 +160,10 @@ class Tuner:
     def begin(self) -> int:
         """Set the thread count for the coming update; returns it."""
         if len(self.choices) > 1 and self.updates >= 1 and not self.queue and self.until_next <= 0:
-            self.queue = [c for _ in range(self.PROBES) for c in self.choices]
+            if self.reference is None:  # the first look: each choice PROBES times, alternating
+                self.queue = [c for _ in range(self.PROBES) for c in self.choices]
+            else:  # later: the others once each, against the kept choice's latest updates
+                self.queue = [c for c in self.choices if c != self.current]
             self.timings = {c: [] for c in self.choices}
         self._choice = self.queue[0] if self.queue else self.current
         self.apply(self._choice)
@@ -182,7 +187,9 @@ class Tuner:
             self.until_next, self.interval = 0, self.START  # the machine changed: look again now
 
     def _decide(self) -> None:
-        medians = {c: _median(t) for c, t in self.timings.items()}
+        medians = {c: _median(t) for c, t in self.timings.items() if t}
+        if self.current not in medians:
+            medians[self.current] = _median(self.recent) if self.recent else self.reference
         best = min(medians, key=medians.get)
         if best != self.current and medians[best] < 0.95 * medians[self.current]:
             self.current, self.interval = best, self.START

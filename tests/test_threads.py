@@ -124,6 +124,8 @@ def test_tuner_looks_again_ever_less_often_while_nothing_changes():
     assert m.tuner.current == 1
     gaps = [b - a for a, b in zip(probes, probes[1:]) if b - a > 2]
     assert len(gaps) >= 3 and gaps == sorted(gaps) and gaps[-1] > gaps[0]  # the interval doubles
+    later = [i for i in probes if i > 1 + 2 * threads.Tuner.PROBES]
+    assert later and all(chosen[i + 1] == 1 for i in later)  # a later look costs one update of the loser
 
 
 def test_tuner_switches_when_the_machine_changes():
