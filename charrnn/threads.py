@@ -134,16 +134,17 @@ class Tuner:
 
     Call `begin()` before an update's computation and `end()` after it. The first update (its
     buffers are made then) is not timed; then each choice runs PROBES updates, alternating, and
-    the faster by median is kept. Every `interval` updates it looks again: one update with
-    each other choice, against the median of the kept choice's latest 5. A switch sets the
-    interval back to its start, staying doubles it (up to MAX), so a machine that stays as it
-    is pays ever less for the looking (a look costs one update of the loser, which beside
-    other work can be 4x slower). If the kept choice's updates become 1.5x slower than when it
-    was chosen (other work arrived), it looks at once.
+    the faster by median is kept (a choice whose first update took over twice the other's gets
+    no second). Every `interval` updates it looks again: one update with each other choice,
+    against the median of the kept choice's latest 5. A switch sets the interval back to its
+    start; staying doubles it, or more, so that the looks cost under 2 % of the time (beside
+    another busy process a 2-thread update took 10-18x a 1-thread one), up to MAX. If the kept
+    choice's updates become 1.5x slower than when it was chosen (other work arrived), it looks
+    at once.
     """
 
     PROBES = 2
-    START, MAX = 64, 256
+    START, MAX = 64, 1024
 
     def __init__(self, choices: tuple, apply=set_blas, clock=time.perf_counter):
         self.choices, self.apply, self.clock = tuple(choices), apply, clock
@@ -177,7 +178,11 @@ class Tuner:
         if self.updates == 1 or len(self.choices) == 1:
             return
         if self.queue:
-            self.timings[self.queue.pop(0)].append(seconds)
+            choice = self.queue.pop(0)
+            self.timings[choice].append(seconds)
+            others = [min(t) for c, t in self.timings.items() if c != choice and t]
+            if others and seconds > 2 * min(others):  # clearly slower: no second look at it now
+                self.queue = [c for c in self.queue if c != choice]
             if not self.queue:
                 self._decide()
             return
@@ -193,6 +198,8 @@ class Tuner:
         best = min(medians, key=medians.get)
         if best != self.current and medians[best] < 0.95 * medians[self.current]:
             self.current, self.interval = best, self.START
-        else:
-            self.interval = min(2 * self.interval, self.MAX) if self.reference is not None else self.START
+        else:  # the look cost (loser / kept - 1) updates: keep that under 2 % of the updates between looks
+            cost = max(medians.values()) / medians[self.current] - 1
+            doubled = 2 * self.interval if self.reference is not None else self.START
+            self.interval = min(max(doubled, int(50 * cost)), self.MAX)
         self.reference, self.recent, self.until_next = medians[self.current], [], self.interval

@@ -111,6 +111,13 @@ def test_tuner_times_each_choice_and_keeps_the_faster():
     assert m.used[-1] == 2  # what begin() chose was applied
 
 
+def test_tuner_does_not_look_twice_at_a_choice_that_is_far_slower_and_looks_rarely():
+    m = FakeMachine(c2=14.0)  # two threads beside another busy process
+    first = m.updates(1 + 2 * threads.Tuner.PROBES)
+    assert first[1:].count(2) == 1 and m.tuner.current == 1
+    assert m.tuner.interval >= 50 * 13  # a look costs 13 updates: under 2 % of those between looks
+
+
 def test_tuner_keeps_one_thread_unless_more_are_clearly_faster():
     m = FakeMachine(c2=0.97)  # 3 % faster: not worth a second core
     m.updates(1 + 2 * threads.Tuner.PROBES)
