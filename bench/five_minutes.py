@@ -123,7 +123,11 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.threads:
         THREADS.extend(["--threads", str(a.threads)])
-    if subprocess.run([a.peer_python, "-c", "import torch"], capture_output=True).returncode:
+    try:
+        no_torch = subprocess.run([a.peer_python, "-c", "import torch"], capture_output=True).returncode
+    except OSError:  # no such interpreter
+        no_torch = True
+    if no_torch:
         raise SystemExit(f"no torch in {a.peer_python}: run `make peer` first, or pass --peer-python")
     os.makedirs(a.out, exist_ok=True)
     rows = []
