@@ -177,21 +177,23 @@ def update_products(model, T: int, B: int) -> list:
     out = []
     for layer in model.layers:
         GH, D = layer.n_gates * H, layer.n_in
-        W_hT, W_h, h, g = new(GH, H), new(H, GH), new(T + 1, H, B), new(T, GH, B)
-        hP, dg, dW = new(H, T + 1, B)[:, :T].reshape(H, N), new(GH, N).T, new(max(D, H), GH)
+        R = 4 * H if layer.kind == "gru" else GH  # the GRU's gradient rows: [d h_n | r | z | n]
+        W_hT, W_h, h, g = new(GH, H), new(H, GH), new(T + 1, H, B), new(T, R, B)
+        hP, daP, dW = new(H, T + 1, B)[:, :T].reshape(H, N), new(R, N), new(max(D, H), GH)
         g_out, h_out = new(T, GH, B), new(T + 1, H, B)  # outputs apart from inputs: no growth to inf
         out += [(W_hT, h[t], g_out[t]) for t in range(T)]  # forward steps
-        out += [(W_h, g[t], h_out[t]) for t in range(1, T)]  # backward steps
-        if layer.kind == "gru":  # r, z from the input side, n from the recurrent side's own rows
-            out += [(hP, dg[:, : 2 * H], dW[:H, : 2 * H]), (hP, new(H, N).T, dW[:H, 2 * H :])]
+        out += [(W_h, g[t, :GH], h_out[t]) for t in range(1, T)]  # backward steps
+        out.append((hP, daP[:GH].T, dW[:H]))  # d W_h, one product over the chunk
+        dg = daP[R - GH :]  # the input side's rows
+        if layer.embed:  # d W_x: dg @ the one-hot's (n, V)
+            out.append((dg, new(D, N).T, new(GH, D)))
         else:
-            out.append((hP, dg, dW[:H]))
-        out.append((new(D, N), dg, dW[:D]))  # d W_x: the one-hot's product for layer 0
-        if not layer.embed:  # the input projection per step, and d x for the layer below
+            out.append((new(D, N), dg.T, dW[:D]))
             W_xT, W_x, x, dx = new(GH, D), new(D, GH), new(T, D, B), new(T, D, B)
-            out += [(W_xT, x, g_out), (W_x, g, dx)]
+            out += [(W_xT, x, g_out), (W_x, g[:, R - GH :], dx)]  # the input projection, d x for the layer below
     top, probs, W_hy = new(H, N), new(V, N), new(H, V)
-    out += [(W_hy.T, top, new(V, N)), (top, probs.T, new(H, V)), (W_hy, probs, new(H, N))]
+    out += [(W_hy.T, top, new(V, N)), (top, probs.T, new(H, V)),
+            (W_hy, probs.reshape(V, T, B).transpose(1, 0, 2), new(T, H, B))]  # d top per step, as the model
     return out
 
 

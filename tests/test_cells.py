@@ -186,3 +186,21 @@ def test_each_cell_names_its_kind_and_gate_count(cell):
     assert layer.kind == cell
     assert layer.shapes()[layer.key_h] == (H, layer.n_gates * H)
     assert model.flops_per_char() == 6 * layer.n_gates * H * H + 6 * H * V
+
+
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+def test_bench_lists_the_products_an_update_performs(cell):
+    """charrnn bench --cell times these alone against an update: they must be the update's own.
+    Their multiply-adds: the model's FLOPs per character / 2 for each of the T*B characters, less
+    the backward product at t = 0 (truncated BPTT skips it), plus the one-hot's product."""
+    from charrnn.bench import update_products
+
+    T, B, H, V = 5, 3, 8, 11
+    model = Model(V, H, layers=2, cell=cell)
+    macs = 0
+    for a, b, out in update_products(model, T, B):
+        assert np.matmul(a, b).shape == out.shape
+        macs += int(np.prod(out.shape[:-2], dtype=int)) * a.shape[-2] * a.shape[-1] * b.shape[-1]
+    GH = model.layers[0].n_gates * H
+    expected = model.flops_per_char() * T * B // 2 - 2 * GH * H * B + GH * T * B * V
+    assert macs == expected
