@@ -296,7 +296,9 @@ class Cell:
     # -- generation -----------------------------------------------------------------------
     def _input_row(self, p: dict, x: np.ndarray) -> np.ndarray:
         W_x = p[self.key_x]
-        return (W_x[x] if self.embed else x @ W_x) + p[self.key_b]
+        a = W_x[x] if self.embed else x @ W_x  # a new array
+        a += p[self.key_b]
+        return a
 
 
 class _WeightGrads:
@@ -590,15 +592,24 @@ class GRU(Cell):
         grads[self.keys["b_hn"]] += da[: self.H] @ ones  # b_hn enters as h_n does
 
     def step(self, p: dict, x: np.ndarray, h: np.ndarray) -> np.ndarray:
-        """One time step for generation: x ids (B,) or (B, D), h (B, H) -> the new h."""
+        """One time step for generation: x ids (B,) or (B, D), h (B, H) -> the new h.
+
+        In place in two fresh arrays (sampling's hot path: one (H, 3H) product and a dozen
+        small calls a character)."""
         H = self.H
-        a = self._input_row(p, x)  # (B, 3H)
+        a = self._input_row(p, x)  # (B, 3H), a new array
         ah = h @ p[self.key_h]
-        ah[:, 2 * H :] += p[self.keys["b_hn"]]
-        rz = a[:, : 2 * H] + ah[:, : 2 * H]
+        rz, n, hn = a[:, : 2 * H], a[:, 2 * H :], ah[:, 2 * H :]
+        rz += ah[:, : 2 * H]
         sigmoid(rz, rz)
-        n = np.tanh(a[:, 2 * H :] + rz[:, :H] * ah[:, 2 * H :])
-        return n + rz[:, H:] * (h - n)
+        hn += p[self.keys["b_hn"]]
+        hn *= rz[:, :H]  # r (h W_hn + b_hn)
+        n += hn
+        np.tanh(n, out=n)
+        out = h - n  # h_t = n + z (h_{t-1} - n), a new contiguous state
+        out *= rz[:, H:]
+        out += n
+        return out
 
 
 CELL_CLASSES = {cls.kind: cls for cls in (Elman, LSTM, GRU)}
