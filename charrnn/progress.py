@@ -138,7 +138,13 @@ class Progress:
         val = f"val loss {result.val_loss:.4f}, best {result.best_val_loss:.4f}, " if result.val_loss is not None else ""
         click.echo(
             f"done: {result.steps} steps ({result.epoch:.2f} epochs) in {result.seconds:.1f} s, "
-            f"{result.chars_per_sec:,.0f} chars/s; train loss {result.train_loss:.4f}, {val}"
+            f"{result.chars_per_sec:,.0f} chars/s{_blas(result)}; train loss {result.train_loss:.4f}, {val}"
             f"checkpoint {result.best or result.latest}",
             err=True,
         )
+
+
+def _blas(result) -> str:
+    """" with N BLAS threads", what the updates ran with at the end (auto may change it; threads.py)."""
+    n = getattr(result, "blas_threads", None)
+    return "" if n is None else f" with {n} BLAS thread{'s' if n != 1 else ''}"

@@ -197,7 +197,7 @@ class _Loop:
         return Result(r.step, r.step / per_epoch, r.train_loss, r.val_loss, r.best_val, elapsed,
                       self.chars / session, self.latest,
                       self.best if r.best_val is not None and os.path.exists(self.best) else None,
-                      list(r.losses), list(r.val_history))
+                      list(r.losses), list(r.val_history), blas_threads=self.tuner.current)
 
     def go(self) -> Result:
         r = self.run

@@ -61,6 +61,7 @@ class Result:
     val_history: list = field(default_factory=list)  # (step, val loss) of every validation
     model: Optional[Model] = field(default=None, repr=False, compare=False)  # the trained model, as in latest
     vocab: Optional[Vocab] = field(default=None, repr=False, compare=False)
+    blas_threads: Optional[int] = None  # what the run's updates ran with at the end (threads.Tuner)
 
 
 def text_hash(text: str) -> str:
@@ -331,7 +332,7 @@ class Run:
         best = self.best if run.best_val is not None and self.best and os.path.exists(self.best) else None
         result = Result(run.step, run.step / self.streams.chunks_per_epoch, run.train_loss, run.val_loss,
                         run.best_val, elapsed, self._chars_per_sec(elapsed), self.latest, best,
-                        list(run.losses), list(run.val_history), self.model, self.vocab)
+                        list(run.losses), list(run.val_history), self.model, self.vocab, self.tuner.current)
         self.emit({"kind": "done", "result": result})
         return result
 
