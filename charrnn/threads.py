@@ -2,9 +2,9 @@
 
 An update is a long chain of small products (one per step, (G*H, H) @ (H, B)) and a few large
 ones (the weight gradients, the output layer). On an idle machine BLAS threads speed up both:
-measured on 2 cores, an update takes 1.4-1.8x less time with 2 BLAS threads than with one. On
-a machine that other processes keep busy it is the other way round: BLAS's threads meet at
-every product, and a thread that waits for a core holds the others up, so an update took 2-4x
+measured on 2 cores, an update takes 1.15-1.75x less time with 2 BLAS threads than with one.
+On a machine that other processes keep busy it is the other way round: BLAS's threads meet at
+every product, and a thread that waits for a core holds the others up, so an update took 3-18x
 *longer* with 2 threads than with one (docs/performance.md). Which of the two a machine is
 changes while a run trains.
 
