@@ -604,7 +604,8 @@ def bench_cells(config, cells, vocab_size, seconds, as_json):
         click.echo(json.dumps({"cells": [r.to_dict() for r in found]}))
         return
     r = found[0]
-    click.echo(f"H={r.hidden_size} B={r.batch_size} T={r.seq_len} V={r.vocab_size}, {r.blas_threads} BLAS threads")
+    click.echo(f"H={r.hidden_size} B={r.batch_size} T={r.seq_len} V={r.vocab_size}, "
+               + (f"{r.blas_threads} BLAS threads" if r.blas_threads else "BLAS's own thread count"))
     click.echo(f"{'cell':<6} {'train chars/s':>13} {'update ms':>10} {'products ms':>12} {'ratio':>6} {'sample chars/s':>15}")
     for r in found:
         click.echo(f"{r.cell:<6} {r.train_chars_per_sec:>13,.0f} {r.update_ms:>10.1f} {r.products_ms:>12.1f} "

@@ -32,6 +32,7 @@ import time
 
 _BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _USER_SET_BLAS = any(var in os.environ for var in _BLAS_VARS)  # before this module touched them
+_USER_BLAS = next((os.environ[var] for var in _BLAS_VARS if var in os.environ), None)
 _lock = threading.Lock()
 _threads: int | None = None  # the budget: None until set_threads()
 _auto = True
@@ -119,7 +120,16 @@ def tuner() -> "Tuner":
     n = threads()
     if _auto and n > 1 and not _USER_SET_BLAS and can_switch():
         return Tuner((1, n))
+    if _auto and _USER_SET_BLAS:  # the user's own count, which auto leaves alone
+        return Tuner((_as_count(_USER_BLAS),), apply=lambda n: None)
     return Tuner((_blas or n,), apply=lambda n: None)
+
+
+def _as_count(value: str | None) -> int | None:
+    try:
+        return max(1, int(value))
+    except (TypeError, ValueError):
+        return None  # not a number BLAS would use either: its own default
 
 
 def _median(values: list) -> float:

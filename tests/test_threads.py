@@ -46,6 +46,14 @@ def test_without_threadpoolctl_blas_threads_go_through_the_environment():
     assert out.stdout.split("\n")[:3] == ["(5,)", "1 False", "(1,)"], out.stderr
 
 
+def test_auto_leaves_a_users_blas_count_alone_and_reports_it():
+    code = ("from charrnn import threads; threads.set_threads(None)\n"
+            "import os; print(os.environ['OPENBLAS_NUM_THREADS'], threads.tuner().choices)")
+    env = {**_clean_env(), "OPENBLAS_NUM_THREADS": "3"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.stdout.split("\n")[0] == "3 (3,)", out.stderr
+
+
 def test_set_before_numpy_loads_with_threadpoolctl_too():
     pytest.importorskip("threadpoolctl")
     code = ("from charrnn import threads; threads.set_threads(2)\n"  # threadpoolctl sees no BLAS yet
