@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 
 import pytest
 from click.testing import CliRunner
@@ -116,3 +117,10 @@ def hello_dir(tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("hello") / "hello"
     train(resolve(os.path.join(CONFIGS, "hello.yaml")), os.path.join(DATA, "hello.txt"), out=str(out))
     return str(out)
+
+
+def sigint_default() -> None:
+    """preexec_fn for a child that must get a Ctrl-C even when this test run ignores SIGINT (a
+    non-interactive shell's background job starts so, and a child inherits it; Python then keeps
+    SIGINT ignored, and `sample` and `serve` would never see the test's SIGINT)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 
+from conftest import sigint_default
+
 CHARRNN = os.path.join(os.path.dirname(sys.executable), "charrnn")
 
 
@@ -38,7 +40,7 @@ def test_eval_per_line_into_head_exits_0(trained_ckpt, tmp_path):
 def test_sample_streams_before_it_ends(trained_ckpt):
     # Like `charrnn sample | tee out.txt`: the first line arrives while generation goes on.
     proc = subprocess.Popen([CHARRNN, "sample", "--checkpoint", trained_ckpt, "--length", "100000000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=sigint_default)
     try:
         first = os.read(proc.stdout.fileno(), 100)  # whatever has been flushed, line or not
         assert first  # text came through the pipe...
@@ -50,7 +52,7 @@ def test_sample_streams_before_it_ends(trained_ckpt):
 
 def test_sample_sigint_exits_130(trained_ckpt):
     proc = subprocess.Popen([CHARRNN, "sample", "--checkpoint", trained_ckpt, "--length", "100000000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=sigint_default)
     try:
         os.read(proc.stdout.fileno(), 1)  # running, past start-up
         proc.send_signal(signal.SIGINT)

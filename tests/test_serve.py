@@ -19,6 +19,7 @@ from charrnn import checkpoint as ckpt
 from charrnn.serve import api
 from charrnn.surprise import hidden_states
 
+from conftest import sigint_default
 from serve_util import port_of, request, running_server, sample_events, text_of, wait_for
 
 TEXT = "ROMEO.\nBut soft, what light through yonder window breaks?\n"
@@ -328,7 +329,7 @@ def test_sixteen_concurrent_clients(server, trained_ckpt, capsys):
 
 def test_cli_serve_prints_the_url_and_exits_130_on_ctrl_c(served_dir):
     proc = subprocess.Popen([sys.executable, "-m", "charrnn", "serve", served_dir, "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default)
     try:
         lines = [proc.stdout.readline(), proc.stdout.readline()]
         assert "best.npz (step" in lines[0] and "http://127.0.0.1:" in lines[1]
