@@ -26,8 +26,9 @@ th.set_threads(1)  # before numpy loads; the BLAS threads change per turn below
 
 import numpy as np  # noqa: E402
 
-from charrnn import cells, optim  # noqa: E402
+from charrnn import cells  # noqa: E402
 from charrnn import model as model_mod  # noqa: E402
+from charrnn.bench import _update  # noqa: E402
 from charrnn.config import Config  # noqa: E402
 
 spent: dict = collections.defaultdict(float)
@@ -50,7 +51,7 @@ for cls in (cells.Elman, cells.LSTM, cells.GRU):
     timed(cls, "_recur", "recur")
     timed(cls, "_recur_back", "recur_back")
 timed(cells.Cell, "_project", "project")
-timed(cells._WeightGrads, "run", "weight_grads")
+timed(cells.Cell, "_weight_grads", "weight_grads")
 timed(cells.Cell, "forward", "cell.forward")
 timed(cells.Cell, "backward", "cell.backward")
 timed(model_mod.Model, "forward", "model.forward")
@@ -58,20 +59,8 @@ timed(model_mod.Model, "backward", "model.backward")
 
 
 def update_fn(cell: str, H: int, B: int, T: int = 64, V: int = 65):
-    config = Config(cell=cell, hidden_size=H, batch_size=B, seq_len=T)
-    model = model_mod.Model.from_config(config, V).init(0)
-    opt = optim.make(config.optimizer, model.params, config.lr)
-    rng = np.random.default_rng(0)
-    x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
-    state = [model.zero_state(B)]
-
-    def update():
-        _, state[0] = model.forward(x, y, state[0])
-        grads = model.backward()
-        optim.clip_by_global_norm(grads, config.clip)
-        opt.step(model.params, grads)
-
-    return update
+    """One training update on fixed random ids, as `charrnn bench --cell` times it."""
+    return _update(Config(cell=cell, hidden_size=H, batch_size=B, seq_len=T), V)[1]
 
 
 def main():

@@ -74,7 +74,9 @@ def train_speed(config, V: int = 84, seconds: float = 5.0, warmup: int = 3, step
         opt.step(model.params, grads)
         tuner.end()
 
-    for _ in range(max(warmup, 1 + 2 * tuner.PROBES * len(tuner.choices))):  # the tuner has chosen
+    for _ in range(warmup):
+        step()
+    while not tuner.settled:  # time the choice training would make, not the probes
         step()
     done, start = 0, time.perf_counter()
     while done < steps or time.perf_counter() - start < seconds:  # at least `steps` steps
@@ -213,7 +215,7 @@ def cell_bench(config, V: int = 84, seconds: float = 5.0, progress=lambda name: 
 
     progress(f"{config.cell}: choosing BLAS threads")
     tuner = threads.tuner()
-    for _ in range(1 + 2 * tuner.PROBES * len(tuner.choices)):
+    while tuner.updates < 2 or not tuner.settled:  # the first update makes the buffers
         tuner.begin()
         update()
         tuner.end()

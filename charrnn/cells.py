@@ -30,7 +30,7 @@ contiguous (H, B) part of it, and the step's product is W_h^T (G*H, H) @ h_{t-1}
 which OpenBLAS runs faster than h (B, H) @ W_h. `forward`/`backward` with feature_major=True
 take and return the (T, H, B) form directly, as the model's stacked layers use them.
 Products over the whole chunk (the weight gradients) read (H, T*B) copies of the states and
-of the gradients, once the backward loop has finished (`_WeightGrads`).
+of the gradients, once the backward loop has finished (`Cell._weight_grads`).
 """
 from __future__ import annotations
 
@@ -74,28 +74,6 @@ def _half_tanh_to_sigmoid(s: np.ndarray) -> None:
     """In place tanh(a/2) -> sigmoid(a) = (1 + tanh(a/2)) / 2."""
     s *= 0.5
     s += 0.5
-
-
-def scatter_add_rows(target: np.ndarray, ids: np.ndarray, rows: np.ndarray, scratch: dict | None = None) -> None:
-    """target[ids[i]] += rows[i] for every i, summing repeats: the transpose of a row gather.
-
-    Written as one_hot(ids).T @ rows, one BLAS product of V x N x D, which is many times
-    faster than np.add.at, or than sorting and np.add.reduceat, for a character vocabulary.
-    `scratch` (a dict) keeps the (V, N) one-hot and the (V, D) product between calls.
-    """
-    V, N = target.shape[0], len(ids)
-    scratch = {} if scratch is None else scratch
-    onehot_t = scratch.get("onehot")
-    if onehot_t is None or onehot_t.shape != (V, N) or onehot_t.dtype != rows.dtype:
-        onehot_t = scratch["onehot"] = np.zeros((V, N), dtype=rows.dtype)
-        scratch["product"] = np.empty((V, rows.shape[1]), dtype=rows.dtype)
-        scratch["columns"] = np.arange(N)
-    columns = scratch["columns"]
-    onehot_t[ids, columns] = 1
-    product = scratch["product"]
-    np.matmul(onehot_t, rows, out=product)
-    onehot_t[ids, columns] = 0  # leave it all zeros for the next call
-    target += product
 
 
 class Workspace:
@@ -274,10 +252,53 @@ class Cell:
             dhs = fm
         da = self._grad_buffer(T, B, dt)
         self._recur_back(p, dhs, tr, da, need_dstate0, dcs)
-        dx = _WeightGrads(self, p, grads, da).run(need_dx)
+        dx = self._weight_grads(p, grads, da, need_dx)
         if dx is None or feature_major:
             return dx
         return dx.transpose(0, 2, 1)
+
+    def _weight_grads(self, p: dict, grads: dict, da: np.ndarray, need_dx: bool):
+        """Add every weight's gradient into grads, each one product over the whole chunk;
+        returns d loss / d x (T, D, B), or None.
+
+        One copy lays the steps of d loss / d pre-activation side by side, (R, T*B), and each
+        gradient (d W_h, d W_x or the one-hot scatter, d b, d x) is then one large product,
+        which BLAS runs at its best and, with several BLAS threads, in parallel. (Blocks of
+        steps handed to a worker thread beside the recurrence were measured slower on 2 cores
+        than these products with 2 BLAS threads after it, on an idle machine and a busy one
+        alike; docs/performance.md.)
+        """
+        ws, tr = self.ws, self.trace
+        T, R, B = da.shape
+        H, GH, n, dt = self.H, self.n_gates * self.H, T * B, da.dtype
+        daP = ws.get("daP", (R, T, B), dt)
+        np.copyto(daP, da.transpose(1, 0, 2))
+        daP = daP.reshape(R, n)
+        dg = daP[self.x_side]  # (G*H, n), the parameters' gate order
+        dW = ws.get("dW", (max(self.n_in, H), GH), dt)
+        np.matmul(tr.hP[:, :T].reshape(H, n), daP[self.h_side].T, out=dW[:H])
+        self._add_dW_h(grads, dW[:H])
+        ones = ws.get("ones", (n,), dt)
+        ones.fill(1)  # row sums as products: 4x faster than .sum(axis=1)
+        grads[self.key_b] += dg @ ones
+        self._extra_grads(grads, daP, ones)
+        if self.embed:  # d W_x[id] += dg: the one-hot's transpose as a product, dg @ one_hot (n, V)
+            V = p[self.key_x].shape[0]
+            onehot, ids, columns = ws.zeros("onehot", (V, n), dt), tr.x.reshape(-1), np.arange(n)
+            onehot[ids, columns] = 1
+            dWxT = ws.get("dWxT", (GH, V), dt)
+            np.matmul(dg, onehot.T, out=dWxT)  # (G*H, V): faster than one_hot @ dg.T into (V, G*H)
+            onehot[ids, columns] = 0  # all zeros again for the next call
+            grads[self.key_x] += dWxT.T
+        else:
+            x2 = tr.x2 if tr.x2 is not None else _columns(tr.x, ws)
+            np.matmul(x2, dg.T, out=dW[: self.n_in])
+            grads[self.key_x] += dW[: self.n_in]
+        if not need_dx or self.embed:
+            return None
+        dx = ws.get("dx", (T, self.n_in, B), dt)
+        np.matmul(p[self.key_x], da[:, self.x_side], out=dx)  # (D, G*H) @ (G*H, B) per step
+        return dx
 
     def _grad_buffer(self, T: int, B: int, dt) -> np.ndarray:
         """Where the recurrence leaves d loss / d pre-activation, (T, R, B): rows `x_side` are
@@ -299,55 +320,6 @@ class Cell:
         a = W_x[x] if self.embed else x @ W_x  # a new array
         a += p[self.key_b]
         return a
-
-
-class _WeightGrads:
-    """The weight-gradient products of one backward pass, over the whole chunk at once.
-
-    After the recurrence has left d loss / d pre-activation for every step, one copy lays the
-    steps side by side, (R, T*B), and each weight's gradient is one large product (d W_h,
-    d W_x or the one-hot scatter, d b, d x), which BLAS runs at its best and, with several
-    BLAS threads, in parallel. (Blocks of steps handed to a worker thread beside the
-    recurrence were measured slower on 2 cores than these products with 2 BLAS threads after
-    it, on an idle machine and a busy one alike; docs/performance.md.)
-    """
-
-    def __init__(self, cell: Cell, p: dict, grads: dict, da: np.ndarray):
-        self.cell, self.p, self.grads, self.da = cell, p, grads, da
-
-    def run(self, need_dx: bool):
-        """Add every weight's gradient into grads; returns d loss / d x (T, D, B), or None."""
-        cell, grads, da, ws, tr = self.cell, self.grads, self.da, self.cell.ws, self.cell.trace
-        T, R, B = da.shape
-        H, n, dt = cell.H, T * B, da.dtype
-        daP = ws.get("daP", (R, T, B), dt)
-        np.copyto(daP, da.transpose(1, 0, 2))
-        daP = daP.reshape(R, n)
-        dg = daP[cell.x_side]  # (G*H, n), the parameters' gate order
-        dW = ws.get("dW", (cell.n_in, R), dt) if cell.n_in > H else ws.get("dW", (H, R), dt)
-        np.matmul(tr.hP[:, :T].reshape(H, n), daP[cell.h_side].T, out=dW[:H, : dg.shape[0]])
-        cell._add_dW_h(grads, dW[:H, : dg.shape[0]])
-        ones = ws.get("ones", (n,), dt)
-        ones.fill(1)  # row sums as products: 4x faster than .sum(axis=1)
-        grads[cell.key_b] += dg @ ones
-        cell._extra_grads(grads, daP, ones)
-        if cell.embed:  # d W_x[id] += dg: the one-hot's transpose as a product, dg @ one_hot (n, V)
-            V = self.p[cell.key_x].shape[0]
-            onehot, ids, columns = ws.zeros("onehot", (V, n), dt), tr.x.reshape(-1), np.arange(n)
-            onehot[ids, columns] = 1
-            dWxT = ws.get("dWxT", (dg.shape[0], V), dt)
-            np.matmul(dg, onehot.T, out=dWxT)  # (G*H, V): faster than one_hot @ dg.T into (V, G*H)
-            onehot[ids, columns] = 0  # all zeros again for the next call
-            grads[cell.key_x] += dWxT.T
-        else:
-            x2 = tr.x2 if tr.x2 is not None else _columns(tr.x, ws)
-            np.matmul(x2, dg.T, out=dW[: cell.n_in, : dg.shape[0]])
-            grads[cell.key_x] += dW[: cell.n_in, : dg.shape[0]]
-        if not need_dx or cell.embed:
-            return None
-        dx = ws.get("dx", (T, cell.n_in, B), dt)
-        np.matmul(self.p[cell.key_x], da[:, cell.x_side], out=dx)  # (D, G*H) @ (G*H, B) per step
-        return dx
 
 
 def _columns(x: np.ndarray, ws: Workspace) -> np.ndarray:

@@ -15,7 +15,7 @@ scaled by 1 / (1 - P); the recurrent connections and the carried state are never
 
 Parameter names (the checkpoint's `param/<name>`); layer 0 has the plain names, layer
 l > 0 the same names with the suffix `.l` (`W_hh.1`, `W_x.2`, ...). D is V for layer 0,
-H above it; layer 0's `x_t W` is the row gather W[id_t] (`onehot.py` has the definition).
+H above it; layer 0's `x_t W` is the row gather W[id_t] (`Cell._project` in cells.py).
 
     elman  W_xh (D, H)    W_hh (H, H)    b_h (H,)
     lstm   W_x  (D, 4H)   W_h  (H, 4H)   b (4H,)               gates i, f, o, g

@@ -146,5 +146,5 @@ class Progress:
 
 def _blas(result) -> str:
     """" with N BLAS threads", what the updates ran with at the end (auto may change it; threads.py)."""
-    n = getattr(result, "blas_threads", None)
+    n = result.blas_threads
     return "" if n is None else f" with {n} BLAS thread{'s' if n != 1 else ''}"

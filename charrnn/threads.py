@@ -31,7 +31,7 @@ import threading
 import time
 
 _BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-_USER_SET_BLAS = any(var in os.environ for var in _BLAS_VARS)  # before this module touched them
+# A BLAS thread count the user set, before this module touched the variables (None: none).
 _USER_BLAS = next((os.environ[var] for var in _BLAS_VARS if var in os.environ), None)
 _lock = threading.Lock()
 _threads: int | None = None  # the budget: None until set_threads()
@@ -63,7 +63,7 @@ def set_threads(n: int | None = None) -> int:
         _threads, _auto = n, auto
     if not auto:
         set_blas(n)
-    elif not _USER_SET_BLAS:
+    elif _USER_BLAS is None:
         set_blas(1)
     return n
 
@@ -76,11 +76,6 @@ def threads() -> int:
 def is_auto() -> bool:
     threads()
     return _auto
-
-
-def blas() -> int | None:
-    """BLAS threads as last set here (None: BLAS's own default)."""
-    return _blas
 
 
 def set_blas(n: int) -> None:
@@ -118,9 +113,9 @@ def can_switch() -> bool:
 def tuner() -> "Tuner":
     """A Tuner for a training loop: measuring with auto, else fixed at the threads set."""
     n = threads()
-    if _auto and n > 1 and not _USER_SET_BLAS and can_switch():
+    if _auto and n > 1 and _USER_BLAS is None and can_switch():
         return Tuner((1, n))
-    if _auto and _USER_SET_BLAS:  # the user's own count, which auto leaves alone
+    if _auto and _USER_BLAS is not None:  # the user's own count, which auto leaves alone
         return Tuner((_as_count(_USER_BLAS),), apply=lambda n: None)
     return Tuner((_blas or n,), apply=lambda n: None)
 
@@ -167,6 +162,11 @@ class Tuner:
         self.updates = 0
         self._started = None
         self._choice = self.current
+
+    @property
+    def settled(self) -> bool:
+        """Whether the first look is over (or there was nothing to look at)."""
+        return len(self.choices) == 1 or self.reference is not None
 
     def begin(self) -> int:
         """Set the thread count for the coming update; returns it."""
