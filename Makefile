@@ -11,7 +11,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,lint,threads]'
+	$(BIN)/python -m pip install -q -e '.[test,lint,threads,fast]'
 	touch $@
 
 # make train's model lives in its own directory, so it never replaces a model of yours in

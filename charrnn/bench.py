@@ -48,9 +48,10 @@ def _timed(fn) -> float:
 
 
 def _model(config, V):
+    from . import fused
     from .model import Model
 
-    return Model.from_config(config, V).init(config.seed)
+    return Model.from_config(config, V).init(config.seed).use_kernels(fused.resolve(config.kernels))
 
 
 def train_speed(config, V: int = 84, seconds: float = 5.0, warmup: int = 3, steps: int = 3) -> float:
@@ -137,6 +138,7 @@ class CellBench:
     seq_len: int
     vocab_size: int
     blas_threads: int  # those training picked (threads.Tuner), or --threads
+    kernels: str  # the gate maths: numba or numpy (config.kernels, resolved)
     train_chars_per_sec: float
     update_ms: float
     products_ms: float
@@ -233,5 +235,5 @@ def cell_bench(config, V: int = 84, seconds: float = 5.0, progress=lambda name: 
         threads.set_blas(1)  # as `charrnn sample` samples
     s1 = sample_speed(config, V, 1)
     B, T = config.batch_size, config.seq_len
-    return CellBench(config.cell, config.hidden_size, B, T, V, blas, B * T / upd, upd * 1e3, prod * 1e3,
-                     upd / prod, s1)
+    return CellBench(config.cell, config.hidden_size, B, T, V, blas, model.kernels, B * T / upd, upd * 1e3,
+                     prod * 1e3, upd / prod, s1)

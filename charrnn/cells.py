@@ -137,6 +137,10 @@ class Cell:
     names = {"W_x": "W_x", "W_h": "W_h", "b": "b"}
     extra_params: tuple = ()  # names of (H,) parameters beyond the three (the GRU's b_hn)
     sigmoid_rows = 0  # leading pre-activation rows that go through a sigmoid (computed as tanh(a/2))
+    # Whether _recur writes h_1..h_T into trace.hP as well, and _recur_back d loss / d
+    # pre-activation into the (R, T, B) buffer "daP" (the compiled loops, fused.py, do, for
+    # the cost of a second store): the products over the chunk then need no copy pass.
+    writes_columns = False
 
     def __init__(self, n_in: int, hidden: int, activation: str = "tanh", embed: bool = False, suffix: str = ""):
         self.n_in, self.H, self.activation, self.embed = n_in, hidden, activation, embed
@@ -208,7 +212,10 @@ class Cell:
             W_hT[: self.sigmoid_rows] *= 0.5
         self._project(p, x, tr)
         self._recur(p, W_hT, tr)
-        np.copyto(tr.hP, tr.h.transpose(1, 0, 2))
+        if self.writes_columns:
+            tr.hP[:, 0] = tr.h[0]
+        else:
+            np.copyto(tr.hP, tr.h.transpose(1, 0, 2))
         return tr.h[1:] if feature_major else tr.h[1:].transpose(0, 2, 1)
 
     def _project(self, p: dict, x: np.ndarray, tr: Trace) -> None:
@@ -221,8 +228,7 @@ class Cell:
             np.add(W_x.T, b[:, None], out=table)
             if self.sigmoid_rows:
                 table[: self.sigmoid_rows] *= 0.5
-            for t in range(T):
-                np.take(table, x[t], axis=1, out=g[t])
+            self._gather(table, x, g)
             return
         W_xT = self.ws.get("W_xT", (GH, W_x.shape[0]), W_x.dtype)
         np.copyto(W_xT, W_x.T)
@@ -232,6 +238,12 @@ class Cell:
             table[: self.sigmoid_rows] *= 0.5
         np.matmul(W_xT, x, out=g)  # one product per step, (G*H, D) @ (D, B)
         g += table
+
+    @staticmethod
+    def _gather(table: np.ndarray, x: np.ndarray, g: np.ndarray) -> None:
+        """g[t] = the columns x[t] of table, (R, V) -> (T, R, B)."""
+        for t in range(len(x)):
+            np.take(table, x[t], axis=1, out=g[t])
 
     # -- backward -------------------------------------------------------------------------
     def backward(self, p: dict, dhs: np.ndarray, grads: dict, need_dx: bool = True,
@@ -272,7 +284,8 @@ class Cell:
         T, R, B = da.shape
         H, GH, n, dt = self.H, self.n_gates * self.H, T * B, da.dtype
         daP = ws.get("daP", (R, T, B), dt)
-        np.copyto(daP, da.transpose(1, 0, 2))
+        if not self.writes_columns:
+            np.copyto(daP, da.transpose(1, 0, 2))
         daP = daP.reshape(R, n)
         dg = daP[self.x_side]  # (G*H, n), the parameters' gate order
         dW = ws.get("dW", (max(self.n_in, H), GH), dt)
@@ -527,9 +540,7 @@ class GRU(Cell):
         T, H, B = dhs.shape
         g, h, hn = tr.gates, tr.h, tr.hn
         dt = g.dtype
-        W_h = self.ws.get("W_h_nrz", (H, 3 * H), dt)  # W_h's columns as rows 0:3H are ordered: n, r, z
-        np.copyto(W_h[:, :H], p[self.key_h][:, 2 * H :])
-        np.copyto(W_h[:, H:], p[self.key_h][:, : 2 * H])
+        W_h = self._W_h_nrz(p)
         g3, q = g.reshape(T, 3, H, B), da.reshape(T, 4, H, B)
         # The factors that do not depend on the gradient, all steps at once:
         # d a_z = dh (h_{t-1} - n) z(1-z), d a_n = dh (1-z)(1-n^2), d a_r = d a_n hn r(1-r).
@@ -554,6 +565,14 @@ class GRU(Cell):
                 np.matmul(W_h, da[t, : 3 * H], out=dh)
                 dh += direct
         self.dstate0 = dh.T.copy() if need_dstate0 else None
+
+    def _W_h_nrz(self, p: dict) -> np.ndarray:
+        """W_h with its columns in the gradient rows' order n, r, z (a copy, once per pass)."""
+        H, W_h = self.H, p[self.key_h]
+        out = self.ws.get("W_h_nrz", W_h.shape, W_h.dtype)
+        np.copyto(out[:, :H], W_h[:, 2 * H :])
+        np.copyto(out[:, H:], W_h[:, : 2 * H])
+        return out
 
     def _add_dW_h(self, grads: dict, dW: np.ndarray) -> None:
         H, dW_h = self.H, grads[self.key_h]

@@ -562,15 +562,18 @@ def plot(source, output, title, quiet):
 @click.option("--cell", "cells", type=click.Choice(["elman", "lstm", "gru"]), multiple=True,
               help="Per cell (repeatable): train chars/s, one update against its matrix products timed alone, "
                    "and one-stream sampling.")
+@click.option("--kernels", type=click.Choice(["auto", "numpy", "numba"]), default=None,
+              help="Training's gate maths, as train's --kernels [default: auto, or the config's].")
 @threads_option
 @friendly_errors
-def bench(config_file, hidden_size, batch_size, seq_len, vocab_size, seconds, as_json, cells):
+def bench(config_file, hidden_size, batch_size, seq_len, vocab_size, seconds, as_json, cells, kernels):
     """Measure training, sampling and evaluation speed on this machine."""
     from .bench import run
     from .config import resolve
 
     given = {"hidden_size": hidden_size, "batch_size": batch_size, "seq_len": seq_len}
     defaults = {} if config_file else {"hidden_size": 512, "batch_size": 64, "seq_len": 64}
+    given["kernels"] = kernels
     overrides = {**defaults, **{k: v for k, v in given.items() if v is not None}, "dtype": "float32"}
     config = resolve(config_file, overrides)
     if cells:
@@ -605,7 +608,8 @@ def bench_cells(config, cells, vocab_size, seconds, as_json):
         return
     r = found[0]
     click.echo(f"H={r.hidden_size} B={r.batch_size} T={r.seq_len} V={r.vocab_size}, "
-               + (f"{r.blas_threads} BLAS threads" if r.blas_threads else "BLAS's own thread count"))
+               + (f"{r.blas_threads} BLAS threads" if r.blas_threads else "BLAS's own thread count")
+               + f", {r.kernels} kernels")
     click.echo(f"{'cell':<6} {'train chars/s':>13} {'update ms':>10} {'products ms':>12} {'ratio':>6} {'sample chars/s':>15}")
     for r in found:
         click.echo(f"{r.cell:<6} {r.train_chars_per_sec:>13,.0f} {r.update_ms:>10.1f} {r.products_ms:>12.1f} "

@@ -27,7 +27,7 @@ BYTES = "bytes"  # the encoding of a byte-level vocabulary: every byte is one ch
 # the model, the data or the trajectory, so `--resume` refuses a different value.
 MAY_CHANGE_ON_RESUME = ("lr", "clip", "max_steps", "epochs", "max_time", "eval_every", "save_every",
                         "log_every", "patience", "keep_every", "sample_every", "sample_length", "sample_temp",
-                        "threads")
+                        "threads", "kernels")
 
 
 def _f(default, help, choices=None):
@@ -83,6 +83,8 @@ class Config:
     dtype: str = _f("float32", "float32, or float64 for exact checks", DTYPES)
     threads: Optional[int] = _f(None, "BLAS threads to compute with (also CHARRNN_THREADS); unset: auto, "
                                       "training times 1 against the CPUs this process may use and keeps the faster")
+    kernels: str = _f("auto", "training's gate maths: numba (compiled loops, the extra charrnn[fast]), numpy, "
+                              "or auto: numba where it is installed", ("auto", "numpy", "numba"))
 
     def __post_init__(self):
         self.validate()

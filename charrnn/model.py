@@ -50,6 +50,7 @@ class ForwardPass:
     probs: np.ndarray
     top: np.ndarray
     masks: list = field(default_factory=list)
+    layers: list = field(default_factory=list)  # the layers that ran it (Model.train_layers or .layers)
 
 
 class Model:
@@ -60,9 +61,9 @@ class Model:
         self.V, self.H, self.L = vocab_size, hidden_size, layers
         self.activation, self.cell, self.dropout = activation, cell, dropout
         self.dtype = np.dtype(dtype)
-        cls = CELL_CLASSES[cell]
-        self.layers = [cls(vocab_size if l == 0 else hidden_size, hidden_size, activation=activation,
-                           embed=(l == 0), suffix=f".{l}" if l else "") for l in range(layers)]
+        self.kernels = "numpy"
+        self.layers = self._make_layers(CELL_CLASSES)
+        self.train_layers = self.layers  # what forward(train=True) runs: see use_kernels()
         self.params: dict[str, np.ndarray] = {}
         self._grads: dict[str, np.ndarray] | None = None
         self.ws = Workspace()
@@ -72,6 +73,29 @@ class Model:
     def from_config(cls, config, vocab_size: int) -> "Model":
         return cls(vocab_size, config.hidden_size, config.activation, getattr(config, "layers", 1), config.dtype,
                    getattr(config, "cell", "elman"), getattr(config, "dropout", 0.0))
+
+    def _make_layers(self, classes: dict) -> list:
+        cls, V, H = classes[self.cell], self.V, self.H
+        return [cls(V if l == 0 else H, H, activation=self.activation, embed=(l == 0), suffix=f".{l}" if l else "")
+                for l in range(self.L)]
+
+    def use_kernels(self, kernels: str) -> "Model":
+        """Compute training's gate maths (forward with train=True, and its backward) with "numpy"
+        (cells.py) or "numba" (compiled loops, fused.py; the optional extra `fast`).
+
+        Inference and validation keep numpy's layers either way: the two agree only within
+        float32 rounding, and a validation loss recorded in a checkpoint should be the one
+        `charrnn eval` computes from it, to the bit."""
+        if kernels not in ("numpy", "numba"):
+            raise ValueError(f"kernels: numpy or numba, got {kernels!r}")
+        if kernels != self.kernels:
+            from . import fused
+
+            if kernels == "numba":
+                fused.warm(self.cell, self.activation, self.dtype)
+            self.train_layers = self.layers if kernels == "numpy" else self._make_layers(fused.cell_classes())
+            self.kernels = kernels
+        return self
 
     # -- parameters -------------------------------------------------------------------
     def shapes(self) -> dict:
@@ -128,26 +152,27 @@ class Model:
         if drop and rng is None:
             raise ValueError("dropout needs its generator: forward(..., train=True, rng=...)")
         h, masks, new_state = x, [], []
-        for i, (layer, s0) in enumerate(zip(self.layers, state)):
+        layers = self.train_layers if train else self.layers
+        for i, (layer, s0) in enumerate(zip(layers, state)):
             h = layer.forward(self.params, h, s0, feature_major=True)  # (T, H, B)
             new_state.append(layer.final_state(k1))
             masks.append(self._drop(i, h, rng) if drop else None)
             if drop:
                 h = self.ws.get(f"dropped.{i}", h.shape, h.dtype)
-                np.multiply(self.layers[i].trace.h[1:], masks[i], out=h)
+                np.multiply(layer.trace.h[1:], masks[i], out=h)
         N = k1 * B
         if drop:
             top = self.ws.get("topP", (self.H, k1, B), self.dtype)
             np.copyto(top, h[T - k1 :].transpose(1, 0, 2))
             top = top.reshape(self.H, N)
         else:
-            top = self.layers[-1].trace.hP[:, T - k1 + 1 :].reshape(self.H, N)  # h_{T-k1+1}..h_T
+            top = layers[-1].trace.hP[:, T - k1 + 1 :].reshape(self.H, N)  # h_{T-k1+1}..h_T
         probs = self.ws.get("probs", (self.V, N), self.dtype)  # logits first, then softmax in place
         np.matmul(self.params["W_hy"].T, top, out=probs)
         probs += self.params["b_y"][:, None]
         targets = y[T - k1 :].reshape(-1)
         loss = softmax_cross_entropy(probs, targets, axis=0)
-        self.last = ForwardPass(T, k1, targets, probs, top, masks)
+        self.last = ForwardPass(T, k1, targets, probs, top, masks, layers)
         return loss, new_state
 
     def backward(self) -> dict:
@@ -170,10 +195,10 @@ class Model:
         # d loss / d top = W_hy d, one (H, V) @ (V, B) product per step straight into the layers'
         # (T, H, B) layout: faster than one (H, V) @ (V, k1*B) product and a copy (docs/performance.md).
         np.matmul(self.params["W_hy"], d.reshape(self.V, k1, B).transpose(1, 0, 2), out=dh[T - k1 :])
-        for i in range(len(self.layers) - 1, -1, -1):
+        for i in range(len(last.layers) - 1, -1, -1):
             if last.masks[i] is not None:
                 dh *= last.masks[i]
-            dh = self.layers[i].backward(self.params, dh, grads, need_dx=i > 0, feature_major=True)
+            dh = last.layers[i].backward(self.params, dh, grads, need_dx=i > 0, feature_major=True)
         return grads
 
     def _drop(self, j: int, h: np.ndarray, rng: np.random.Generator) -> np.ndarray:

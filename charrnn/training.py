@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import checkpoint as ckpt
-from . import finetune, history, optim, previews, threads
+from . import finetune, fused, history, optim, previews, threads
 from .config import Config
 from .data import Corpus, Split, Streams, load_corpus, load_val, split
 from .errors import CharRNNError, CheckpointError, DivergenceError
@@ -62,6 +62,7 @@ class Result:
     model: Optional[Model] = field(default=None, repr=False, compare=False)  # the trained model, as in latest
     vocab: Optional[Vocab] = field(default=None, repr=False, compare=False)
     blas_threads: Optional[int] = None  # what the run's updates ran with at the end (threads.Tuner)
+    kernels: Optional[str] = None  # the gate maths it ran: numba or numpy (fused.resolve)
 
 
 def text_hash(text: str) -> str:
@@ -199,6 +200,7 @@ class Run:
             self.model = self.fine_tune.model
         else:
             self.model = initial_model(config, len(self.vocab))
+        self.model.use_kernels(fused.resolve(config.kernels))
         # Dropout's masks come from their own generator, so changing dropout leaves the
         # initialisation alone; update() passes it to the model's training forward.
         self.dropout_rng = np.random.default_rng([config.seed, 1])
@@ -332,7 +334,8 @@ class Run:
         best = self.best if run.best_val is not None and self.best and os.path.exists(self.best) else None
         result = Result(run.step, run.step / self.streams.chunks_per_epoch, run.train_loss, run.val_loss,
                         run.best_val, elapsed, self._chars_per_sec(elapsed), self.latest, best,
-                        list(run.losses), list(run.val_history), self.model, self.vocab, self.tuner.current)
+                        list(run.losses), list(run.val_history), self.model, self.vocab, self.tuner.current,
+                        self.model.kernels)
         self.emit({"kind": "done", "result": result})
         return result
 

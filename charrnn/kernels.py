@@ -1,0 +1,186 @@
+"""The cells' per-step gate maths as compiled loops (numba): one pass over memory per step.
+
+Imported only by charrnn/fused.py, only when training asks for it (`--kernels numba`, or auto
+with numba installed: the optional extra `fast`). numpy's path (cells.py) makes ten or more
+passes per step, a ufunc call each; here one loop reads the step's pre-activations once and
+writes the gates, the state and what the backward pass needs. The arithmetic is the same as
+cells.py's, step for step; only tanh differs in float32 (below), so the two paths agree within
+float32 rounding, not bit for bit (tests/test_kernels.py).
+
+Arrays are (rows, B), a step's feature-major block; `ids` (T, B). The LSTM's and GRU's sigmoid
+rows arrive halved (cells.py: sigmoid(a) = (1 + tanh(a/2)) / 2), as numpy's path has them.
+Each step also stores what it writes for the products over the whole chunk into a (rows, T, B)
+array at column t (`cols`, `t`): h_t into the trace's hP, d loss / d pre-activation into
+"daP" (cells.Cell._weight_grads), which saves numpy's path a transposing copy of each.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
+
+# cache=True: compiled once per machine (about 10 s), then loaded from charrnn/__pycache__ or
+# numba's user cache. error_model="numpy": no Python zero-division checks, which would stop
+# the loops from being vectorised.
+_JIT = {"cache": True, "error_model": "numpy", "nogil": True}
+
+# tanh's bound: beyond it tanh(x) rounds to +-1 in float32 and the rational form below would
+# not be monotone.
+_CLAMP = 7.99881172180175781
+
+
+def tanh(x):
+    """tanh, vectorisable: numba's math.tanh calls libm once per element (about 10x slower than
+    numpy's SIMD tanh), this rational approximation runs in the loop's vector registers."""
+    return np.tanh(x)
+
+
+@overload(tanh)
+def _tanh(x):
+    if x != types.float32:
+        return lambda x: math.tanh(x)  # float64 (the gradient checks): exact to float64
+
+    def tanh32(x):
+        # Eigen's float tanh (a [13/6] rational fit on [-8, 8]); measured against float64 tanh:
+        # at most 6 float32 ulp, 3.4e-7 absolute (numpy's: 1.4 ulp). tests/test_kernels.py.
+        x = min(max(x, np.float32(-_CLAMP)), np.float32(_CLAMP))
+        x2 = x * x
+        p = x2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
+        p = x2 * p + np.float32(-8.60467152213735e-11)
+        p = x2 * p + np.float32(5.12229709037114e-08)
+        p = x2 * p + np.float32(1.48572235717979e-05)
+        p = x2 * p + np.float32(6.37261928875436e-04)
+        p = x2 * p + np.float32(4.89352455891786e-03)
+        q = x2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
+        q = x2 * q + np.float32(2.26843463243900e-03)
+        q = x2 * q + np.float32(4.89352518554385e-03)
+        return x * p / q
+
+    return tanh32
+
+
+@njit(**_JIT)
+def tanh_into(x, out):
+    """out = tanh(x), 1-D (the accuracy test's handle on the loops' tanh)."""
+    for j in range(x.shape[0]):
+        out[j] = tanh(x[j])
+
+
+@njit(**_JIT)
+def gather_columns(table, ids, out):
+    """out[t, :, b] = table[:, ids[t, b]]: the one-hot product for every step at once."""
+    T, B = ids.shape
+    for t in range(T):
+        for r in range(table.shape[0]):
+            row = table[r]
+            for b in range(B):
+                out[t, r, b] = row[ids[t, b]]
+
+
+# -- Elman: act is 0 tanh, 1 relu, 2 sigmoid (cells.ACTIVATIONS) ----------------------------
+@njit(**_JIT)
+def elman_forward(a, h, act, cols, t):
+    """h = act(h + a): h holds W_hh^T h_{t-1}, a the input side's x_t W_xh + b_h."""
+    half = h.dtype.type(0.5)
+    for k in range(h.shape[0]):
+        for b in range(h.shape[1]):
+            v = h[k, b] + a[k, b]
+            if act == 0:
+                v = tanh(v)
+            elif act == 1:
+                v = max(v, h.dtype.type(0))
+            else:
+                v = half + half * tanh(half * v)
+            h[k, b] = cols[k, t, b] = v
+
+
+@njit(**_JIT)
+def elman_backward(h, dhs, dh, da, act, cols, t):
+    """da = (dh + dhs) act'(a), written from the output h = act(a)."""
+    one = h.dtype.type(1)
+    for k in range(h.shape[0]):
+        for b in range(h.shape[1]):
+            d = dh[k, b] + dhs[k, b]
+            v = h[k, b]
+            if act == 0:
+                d = d * (one - v * v)
+            elif act == 1:
+                d = d if v > 0 else h.dtype.type(0)
+            else:
+                d = d * v * (one - v)
+            da[k, b] = cols[k, t, b] = d
+
+
+# -- LSTM: rows i, f, o, g -------------------------------------------------------------------
+@njit(**_JIT)
+def lstm_forward(g, p, c0, c1, tc, h, cols, t):
+    """g: the input side's pre-activations (4H, B), p: W_h^T h_{t-1}; g becomes the gates
+    i, f, o, g; c1 = f c0 + i g, tc = tanh(c1), h = o tc."""
+    H, B = c0.shape
+    half = g.dtype.type(0.5)
+    for k in range(H):
+        for b in range(B):
+            i = half + half * tanh(g[k, b] + p[k, b])
+            f = half + half * tanh(g[H + k, b] + p[H + k, b])
+            o = half + half * tanh(g[2 * H + k, b] + p[2 * H + k, b])
+            gg = tanh(g[3 * H + k, b] + p[3 * H + k, b])
+            g[k, b], g[H + k, b], g[2 * H + k, b], g[3 * H + k, b] = i, f, o, gg
+            c = f * c0[k, b] + i * gg
+            u = tanh(c)
+            c1[k, b], tc[k, b] = c, u
+            h[k, b] = cols[k, t, b] = o * u
+
+
+@njit(**_JIT)
+def lstm_backward(g, c0, tc, dhs, dh, dc, da, cols, t):
+    """From d loss / d h_t (dh from step t+1, plus dhs from above) and d loss / d c_t from
+    step t+1 (dc): da, d loss / d the four pre-activations; dc becomes d loss / d c_{t-1}."""
+    H, B = c0.shape
+    one = g.dtype.type(1)
+    for k in range(H):
+        for b in range(B):
+            d = dh[k, b] + dhs[k, b]
+            i, f, o, gg, u = g[k, b], g[H + k, b], g[2 * H + k, b], g[3 * H + k, b], tc[k, b]
+            dcv = dc[k, b] + d * o * (one - u * u)
+            da[k, b] = cols[k, t, b] = dcv * gg * i * (one - i)
+            da[H + k, b] = cols[H + k, t, b] = dcv * c0[k, b] * f * (one - f)
+            da[2 * H + k, b] = cols[2 * H + k, t, b] = d * u * o * (one - o)
+            da[3 * H + k, b] = cols[3 * H + k, t, b] = dcv * i * (one - gg * gg)
+            dc[k, b] = dcv * f
+
+
+# -- GRU: rows r, z, n; its gradient buffer's rows d h_n, d a_r, d a_z, d a_n (cells.py) ----
+@njit(**_JIT)
+def gru_forward(g, p, b_hn, h0, hn, h1, cols, t):
+    """g: the input side's pre-activations (3H, B), p: W_h^T h_{t-1} (h_r/2, h_z/2, h_n);
+    g becomes r, z, n; hn = h_n + b_hn; h1 = n + z (h0 - n)."""
+    H, B = h0.shape
+    half = g.dtype.type(0.5)
+    for k in range(H):
+        for b in range(B):
+            r = half + half * tanh(g[k, b] + p[k, b])
+            z = half + half * tanh(g[H + k, b] + p[H + k, b])
+            v = p[2 * H + k, b] + b_hn[k]
+            n = tanh(g[2 * H + k, b] + r * v)
+            g[k, b], g[H + k, b], g[2 * H + k, b], hn[k, b] = r, z, n, v
+            h1[k, b] = cols[k, t, b] = n + z * (h0[k, b] - n)
+
+
+@njit(**_JIT)
+def gru_backward(g, hn, h0, dhs, dh, da, direct, cols, t):
+    """da (4H, B) from d loss / d h_t (dh + dhs); direct = (dh + dhs) z, the path
+    h_{t-1} -> h_t that bypasses the product."""
+    H, B = h0.shape
+    one = g.dtype.type(1)
+    for k in range(H):
+        for b in range(B):
+            d = dh[k, b] + dhs[k, b]
+            r, z, n = g[k, b], g[H + k, b], g[2 * H + k, b]
+            dan = d * (one - z) * (one - n * n)
+            da[k, b] = cols[k, t, b] = dan * r
+            da[H + k, b] = cols[H + k, t, b] = dan * hn[k, b] * r * (one - r)
+            da[2 * H + k, b] = cols[2 * H + k, t, b] = d * (h0[k, b] - n) * z * (one - z)
+            da[3 * H + k, b] = cols[3 * H + k, t, b] = dan
+            direct[k, b] = d * z

@@ -1,0 +1,163 @@
+"""Training's compiled gate maths (charrnn/kernels.py, fused.py) against numpy's path and against
+central differences; how `kernels` resolves; numba stays out of sampling's import.
+
+The numba tests skip where numba is missing (the optional extra `fast`; `make venv` installs it).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from charrnn import fused
+from charrnn.config import Config
+from charrnn.errors import ConfigError
+from charrnn.model import Model
+
+needs_numba = pytest.mark.skipif(not fused.installed(), reason="numba is not installed (pip install 'charrnn[fast]')")
+CELLS = [("elman", "tanh"), ("elman", "relu"), ("elman", "sigmoid"), ("lstm", "tanh"), ("gru", "tanh")]
+
+
+def _pair(cell, activation, dtype, layers=2, dropout=0.0, seed=0):
+    """The same model twice, numpy's layers and the compiled ones, with every bias moved off zero."""
+    models = []
+    for kernels in ("numpy", "numba"):
+        m = Model(7, 6, activation, layers=layers, dtype=dtype, cell=cell, dropout=dropout).init(seed)
+        rng = np.random.default_rng(seed + 1)
+        for p in m.params.values():
+            p += rng.normal(0, 0.3, p.shape).astype(p.dtype)
+        models.append(m.use_kernels(kernels))
+    return models
+
+
+def _random_state(model, B, rng):
+    return [tuple(rng.normal(0, 0.5, a.shape).astype(model.dtype) for a in s) if isinstance(s, tuple)
+            else rng.normal(0, 0.5, s.shape).astype(model.dtype) for s in model.zero_state(B)]
+
+
+def _train_step(model, x, y, state, advance=None):
+    loss, new_state = model.forward(x, y, state, train=True, advance=advance, rng=np.random.default_rng(5))
+    return loss, new_state, {k: g.copy() for k, g in model.backward().items()}
+
+
+@needs_numba
+@pytest.mark.parametrize("cell,activation", CELLS)
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 2e-5)])
+def test_compiled_training_step_matches_numpy(cell, activation, dtype, tol):
+    """Loss, carried state and every gradient, 2 layers with dropout and TBPTT's advance: float64
+    to rounding (tanh is libm's there), float32 within its rounding (tanh is a rational fit)."""
+    ref, fast = _pair(cell, activation, dtype, dropout=0.3)
+    rng = np.random.default_rng(3)
+    T, B = 9, 5
+    x, y = rng.integers(0, 7, (T, B)), rng.integers(0, 7, (T, B))
+    state = _random_state(ref, B, rng)
+    (l0, s0, g0), (l1, s1, g1) = (_train_step(m, x, y, state, advance=6) for m in (ref, fast))
+    assert fast.train_layers[0].__class__.__module__ == "charrnn.fused"
+    assert abs(l0 - l1) <= tol * abs(l0)
+    flat = lambda st: np.concatenate([np.ravel(a) for s in st for a in (s if isinstance(s, tuple) else (s,))])  # noqa: E731
+    np.testing.assert_allclose(flat(s1), flat(s0), rtol=0, atol=tol * 10)
+    for name in g0:
+        scale = np.abs(g0[name]).max()
+        assert scale > 0, name
+        assert np.abs(g1[name] - g0[name]).max() <= tol * 10 * scale, name
+
+
+@needs_numba
+@pytest.mark.parametrize("cell,activation", CELLS)
+def test_compiled_gradients_match_finite_differences(cell, activation):
+    """float64, every element of every parameter, carried-in state random, two layers."""
+    _, model = _pair(cell, activation, "float64", seed=4)
+    rng = np.random.default_rng(8)
+    T, B = 3, 2
+    x, y = rng.integers(0, 7, (T, B)), rng.integers(0, 7, (T, B))
+    state = _random_state(model, B, rng)
+
+    def loss():
+        return model.forward(x, y, state, train=True)[0]
+
+    loss()
+    grads = {k: g.copy() for k, g in model.backward().items()}
+    eps = 1e-6
+    for name, p in model.params.items():
+        num = np.zeros_like(p)
+        for i in np.ndindex(p.shape):
+            old = p[i]
+            p[i] = old + eps
+            up = loss()
+            p[i] = old - eps
+            down = loss()
+            p[i] = old
+            num[i] = (up - down) / (2 * eps)
+        err = np.abs(num - grads[name]).max() / max(1e-8, np.abs(num).max() + np.abs(grads[name]).max())
+        assert err <= 1e-6, f"{name}: relative error {err:.2e}"
+
+
+@needs_numba
+def test_the_compiled_tanh_is_within_a_few_float32_ulp():
+    from charrnn import kernels
+
+    x = np.concatenate([np.linspace(-20, 20, 400_001), [0.0, 1e-30, -1e-7, 7.99, 8.5, np.inf, -np.inf]]).astype(np.float32)
+    out = np.empty_like(x)
+    kernels.tanh_into(x, out)
+    exact = np.tanh(x.astype(np.float64))
+    ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    assert np.all(np.abs(out - exact) <= 8 * ulp)
+    assert np.all(np.abs(out) <= 1) and out[-2] == -out[-1] >= 1 - 4e-7  # +-inf: +-1 within 4 ulp
+    np.testing.assert_array_equal(out[:400_001], -out[:400_001][::-1])  # odd, as tanh, to the bit
+    assert out[400_001] == 0 and abs(out[400_002] / np.float32(1e-30) - 1) < 4e-7  # tanh(x) = x near 0
+
+
+@needs_numba
+def test_training_with_kernels_reaches_numpys_losses(tmp_path):
+    """100 LSTM updates on text: the two paths' loss curves stay within float32 drift."""
+    from charrnn.training import Run
+
+    text = "the quick brown fox jumps over the lazy dog. " * 60
+    losses = {}
+    for kernels in ("numpy", "numba"):
+        config = Config(cell="lstm", hidden_size=24, batch_size=4, seq_len=16, max_steps=100, eval_every=50,
+                        kernels=kernels, threads=1)
+        result = Run(config, text=text, out=None).train()
+        assert result.kernels == kernels
+        losses[kernels] = np.array(result.losses)
+    assert losses["numpy"][-1] < 0.8 * losses["numpy"][0]  # it learned
+    np.testing.assert_allclose(losses["numba"], losses["numpy"], rtol=1e-3)
+
+
+def test_kernels_resolve_to_what_this_machine_has(monkeypatch):
+    assert fused.resolve("numpy") == "numpy"
+    monkeypatch.setattr(fused, "installed", lambda: False)
+    assert fused.resolve("auto") == "numpy"
+    with pytest.raises(ConfigError, match="numba is not installed"):
+        fused.resolve("numba")
+    monkeypatch.setattr(fused, "installed", lambda: True)
+    assert fused.resolve("auto") == "numba"
+    with pytest.raises(ConfigError, match="kernels"):
+        Config(kernels="cuda")
+    with pytest.raises(ValueError, match="numpy or numba"):
+        Model(5, 4).use_kernels("auto")
+
+
+def test_train_with_kernels_numba_and_no_numba_is_a_one_line_error(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from charrnn.cli import main
+
+    monkeypatch.setattr(fused, "installed", lambda: False)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("hello world\n" * 400)
+    result = CliRunner().invoke(main, ["train", str(corpus), "--kernels", "numba", "--max-steps", "2",
+                                       "--out", str(tmp_path / "ck")])
+    assert result.exit_code != 0
+    assert "numba is not installed" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "ck").exists() or not any((tmp_path / "ck").iterdir())
+
+
+def test_sampling_and_scoring_do_not_import_numba():
+    """The cold start of sample and eval: numba (about 0.4 s to import) stays out of it."""
+    code = ("import sys; import charrnn.cli, charrnn.sampling, charrnn.scoring, charrnn.model, charrnn.cells; "
+            "print('numba' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
