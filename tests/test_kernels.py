@@ -161,3 +161,16 @@ def test_sampling_and_scoring_do_not_import_numba():
             "print('numba' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_bench_cell_names_the_kernels_and_each_cells_threads():
+    from click.testing import CliRunner
+
+    from charrnn.cli import main
+
+    r = CliRunner().invoke(main, ["bench", "--cell", "elman", "--cell", "gru", "--hidden-size", "8", "--batch-size", "2",
+                                  "--seq-len", "4", "--seconds", "0.1", "--threads", "1", "--kernels", "numpy"])
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert "numpy kernels" in lines[0]
+    assert [line.split()[:2] for line in lines[2:]] == [["elman", "1"], ["gru", "1"]]
