@@ -9,6 +9,7 @@ the weight-gradient products (one per weight over the whole chunk), the output l
 and clip + Adam.
 
 usage: python bench/update_parts.py [--cell lstm ...] [--shape 256x32 ...] [--updates 10] [--threads 2]
+                                   [--kernels numba|numpy]  (default: auto, as training)
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ th.set_threads(1)  # before numpy loads; the BLAS threads change per turn below
 
 import numpy as np  # noqa: E402
 
-from charrnn import cells  # noqa: E402
+from charrnn import cells, fused  # noqa: E402
 from charrnn import model as model_mod  # noqa: E402
 from charrnn.bench import _update  # noqa: E402
 from charrnn.config import Config  # noqa: E402
@@ -47,7 +48,7 @@ def timed(cls, name: str, label: str) -> None:
     setattr(cls, name, wrapper)
 
 
-for cls in (cells.Elman, cells.LSTM, cells.GRU):
+for cls in (cells.Elman, cells.LSTM, cells.GRU, fused.Elman, fused.LSTM, fused.GRU):
     timed(cls, "_recur", "recur")
     timed(cls, "_recur_back", "recur_back")
 timed(cells.Cell, "_project", "project")
@@ -58,9 +59,9 @@ timed(model_mod.Model, "forward", "model.forward")
 timed(model_mod.Model, "backward", "model.backward")
 
 
-def update_fn(cell: str, H: int, B: int, T: int = 64, V: int = 65):
+def update_fn(cell: str, H: int, B: int, kernels: str, T: int = 64, V: int = 65):
     """One training update on fixed random ids, as `charrnn bench --cell` times it."""
-    return _update(Config(cell=cell, hidden_size=H, batch_size=B, seq_len=T), V)[1]
+    return _update(Config(cell=cell, hidden_size=H, batch_size=B, seq_len=T, kernels=kernels), V)[1]
 
 
 def main():
@@ -69,15 +70,17 @@ def main():
     ap.add_argument("--shape", action="append", help="HxB [default: 256x32 and 512x64]")
     ap.add_argument("--updates", type=int, default=10, help="per turn; 3 turns each")
     ap.add_argument("--threads", type=int, default=2, help="the BLAS threads to set against one")
+    ap.add_argument("--kernels", choices=("auto", "numpy", "numba"), default="auto", help="as train's --kernels")
     a = ap.parse_args()
     shapes = [tuple(int(v) for v in s.lower().split("x")) for s in (a.shape or ["256x32", "512x64"])]
     cols = ("total", "project", "recur", "fwd copies", "output fwd", "recur_back", "weight_grads",
             "output bwd", "clip+adam")
-    print(f"ms per update, median of 3 turns of {a.updates}; load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"ms per update, median of 3 turns of {a.updates}, {fused.resolve(a.kernels)} kernels; "
+          f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'cell':<6} {'H':>4} {'B':>3} {'BLAS':>4} " + " ".join(f"{c:>12}" for c in cols))
     for H, B in shapes:
         for cell in a.cell or ["elman", "lstm", "gru"]:
-            update = update_fn(cell, H, B)
+            update = update_fn(cell, H, B, a.kernels)
             rows = {n: [] for n in (1, a.threads)}
             for _ in range(3):
                 for n in rows:
