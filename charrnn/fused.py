@@ -38,18 +38,33 @@ def resolve(kind: str) -> str:
     if not installed():
         raise ConfigError("kernels: numba is not installed (pip install 'charrnn[fast]'), "
                           "or use --kernels numpy")
+    try:
+        _load()
+    except Exception as e:  # numba present but unusable here (no writable cache, an LLVM error)
+        if kind == "auto":
+            return "numpy"
+        raise ConfigError(f"kernels: numba could not load charrnn's compiled loops ({e}); "
+                          "use --kernels numpy") from e
     return "numba"
 
 
-def cell_classes() -> dict:
-    """kind -> the compiled cell class; imports numba and the kernels (compiled on first use)."""
+def _load():
+    """charrnn.kernels, imported once (numba itself, about 0.4 s, and the loops' dispatchers)."""
     global kernels
-    from . import kernels  # noqa: F401 (module global for the classes below)
+    if kernels is None:
+        from . import kernels as module
 
+        kernels = module
+    return kernels
+
+
+def cell_classes() -> dict:
+    """kind -> the compiled cell class (their loops compile, or load from numba's cache, on first use)."""
+    _load()
     return {cls.kind: cls for cls in (Elman, LSTM, GRU)}
 
 
-kernels = None  # charrnn.kernels, once cell_classes() imported it
+kernels = None  # charrnn.kernels, once _load() imported it
 
 
 def warm(cell: str, activation: str, dtype) -> None:

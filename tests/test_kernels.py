@@ -140,6 +140,18 @@ def test_kernels_resolve_to_what_this_machine_has(monkeypatch):
         Model(5, 4).use_kernels("auto")
 
 
+def test_numba_that_cannot_load_the_loops_falls_back_or_says_why(monkeypatch):
+    monkeypatch.setattr(fused, "installed", lambda: True)
+
+    def broken():
+        raise RuntimeError("cannot cache function 'gather_columns': no locator available")
+
+    monkeypatch.setattr(fused, "_load", broken)
+    assert fused.resolve("auto") == "numpy"
+    with pytest.raises(ConfigError, match="could not load charrnn's compiled loops .*no locator.*--kernels numpy"):
+        fused.resolve("numba")
+
+
 def test_train_with_kernels_numba_and_no_numba_is_a_one_line_error(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
