@@ -207,9 +207,7 @@ class Cell:
         # W_h^T once per chunk, its sigmoid rows halved (exactly) so that one tanh call
         # covers every gate: sigmoid(a) = (1 + tanh(a/2)) / 2.
         W_hT = self.ws.get("W_hT", (GH, H), dt)
-        np.copyto(W_hT, W_h.T)
-        if self.sigmoid_rows:
-            W_hT[: self.sigmoid_rows] *= 0.5
+        self._transpose_halving(W_h, W_hT)
         self._project(p, x, tr)
         self._recur(p, W_hT, tr)
         if self.writes_columns:
@@ -225,19 +223,28 @@ class Cell:
         T, GH, B = g.shape
         table = self.ws.get("table", (GH, W_x.shape[0] if self.embed else 1), W_x.dtype)
         if self.embed:  # the one-hot product: gather columns of (W_x + b)^T
-            np.add(W_x.T, b[:, None], out=table)
-            if self.sigmoid_rows:
-                table[: self.sigmoid_rows] *= 0.5
+            self._table_halving(W_x, b, table)
             self._gather(table, x, g)
             return
         W_xT = self.ws.get("W_xT", (GH, W_x.shape[0]), W_x.dtype)
-        np.copyto(W_xT, W_x.T)
+        self._transpose_halving(W_x, W_xT)
         np.copyto(table[:, 0], b)
         if self.sigmoid_rows:
-            W_xT[: self.sigmoid_rows] *= 0.5
             table[: self.sigmoid_rows] *= 0.5
         np.matmul(W_xT, x, out=g)  # one product per step, (G*H, D) @ (D, B)
         g += table
+
+    def _transpose_halving(self, W: np.ndarray, out: np.ndarray) -> None:
+        """out = W^T, its sigmoid rows halved (exactly: a power of two)."""
+        np.copyto(out, W.T)
+        if self.sigmoid_rows:
+            out[: self.sigmoid_rows] *= 0.5
+
+    def _table_halving(self, W_x: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        """out = (W_x + b)^T, its sigmoid rows halved."""
+        np.add(W_x.T, b[:, None], out=out)
+        if self.sigmoid_rows:
+            out[: self.sigmoid_rows] *= 0.5
 
     @staticmethod
     def _gather(table: np.ndarray, x: np.ndarray, g: np.ndarray) -> None:

@@ -39,7 +39,7 @@ def resolve(kind: str) -> str:
         raise ConfigError("kernels: numba is not installed (pip install 'charrnn[fast]'), "
                           "or use --kernels numpy")
     try:
-        _load()
+        load()
     except Exception as e:  # numba present but unusable here (no writable cache, an LLVM error)
         if kind == "auto":
             return "numpy"
@@ -48,7 +48,7 @@ def resolve(kind: str) -> str:
     return "numba"
 
 
-def _load():
+def load():
     """charrnn.kernels, imported once (numba itself, about 0.4 s, and the loops' dispatchers)."""
     global kernels
     if kernels is None:
@@ -60,11 +60,11 @@ def _load():
 
 def cell_classes() -> dict:
     """kind -> the compiled cell class (their loops compile, or load from numba's cache, on first use)."""
-    _load()
+    load()
     return {cls.kind: cls for cls in (Elman, LSTM, GRU)}
 
 
-kernels = None  # charrnn.kernels, once _load() imported it
+kernels = None  # charrnn.kernels, once load() imported it
 
 
 def warm(cell: str, activation: str, dtype) -> None:
@@ -80,11 +80,17 @@ def warm(cell: str, activation: str, dtype) -> None:
         h = layer.forward(p, x, layer.zero_state(1, dtype), feature_major=True)
         layer.backward(p, np.ones_like(h), {k: np.zeros_like(v) for k, v in p.items()}, need_dx=not embed,
                        feature_major=True)
+    from .optim import Adam
+
+    adam = Adam({"w": np.zeros(2, dtype)})
+    adam.use_kernels(kernels)
+    adam.step({"w": np.zeros(2, dtype)}, {"w": np.ones(2, dtype)})
 
 
 class _Fused:
-    """The input side's gather as one compiled loop (the embedding layer); the step loops store
-    h_t into trace.hP and d loss / d pre-activation into "daP" too (cells.Cell.writes_columns)."""
+    """The input side's gather and the transposed copies of W_h and of the one-hot's table as
+    compiled loops; the step loops store h_t into trace.hP and d loss / d pre-activation into
+    "daP" too (cells.Cell.writes_columns)."""
 
     writes_columns = True
 
@@ -95,6 +101,12 @@ class _Fused:
 
     def _gather(self, table: np.ndarray, x: np.ndarray, g: np.ndarray) -> None:
         kernels.gather_columns(table, x, g)
+
+    def _transpose_halving(self, W: np.ndarray, out: np.ndarray) -> None:
+        kernels.transpose_halving(W, out, self.sigmoid_rows)
+
+    def _table_halving(self, W_x: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        kernels.table_halving(W_x, b, out, self.sigmoid_rows)
 
 
 class Elman(_Fused, cells.Elman):

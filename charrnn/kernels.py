@@ -184,3 +184,48 @@ def gru_backward(g, hn, h0, dhs, dh, da, direct, cols, t):
             da[2 * H + k, b] = cols[2 * H + k, t, b] = d * (h0[k, b] - n) * z * (one - z)
             da[3 * H + k, b] = cols[3 * H + k, t, b] = dan
             direct[k, b] = d * z
+
+
+# -- the optimizer ----------------------------------------------------------------------------
+@njit(**_JIT)
+def adam(p, g, m, v, b1, c1, b2, c2, s1, eps, s2):
+    """One Adam step in one pass over flat p, g, m, v, with optim.Adam's operations in its
+    order and its constants in the types numpy's passes use (b1, c1 = 1 - b1, b2, c2 = 1 - b2,
+    eps, s2 = lr / (1 - b1^t) in p's dtype; s1 = 1/sqrt(1 - b2^t) a float64, which numpy >= 2
+    multiplies in float64): the same result as those eleven passes, to the bit."""
+    real = p.dtype.type
+    for j in range(p.shape[0]):
+        gj = g[j]
+        mj = m[j] * b1 + gj * c1
+        vj = v[j] * b2 + (gj * gj) * c2
+        m[j], v[j] = mj, vj
+        p[j] -= (mj / (real(real(np.sqrt(vj)) * s1) + eps)) * s2
+
+
+@njit(**_JIT)
+def transpose_halving(src, dst, halved):
+    """dst = src^T with its first `halved` rows times 0.5 (cells.Cell.forward's W_h^T), read 8
+    rows of src at a time: rows 4 KB apart share a cache set, and numpy's copy of a transposed
+    view, reading 16 or more of them at once, keeps evicting its own lines."""
+    R, C = src.shape
+    half, one = src.dtype.type(0.5), src.dtype.type(1)
+    for j0 in range(0, R, 8):
+        j1 = min(j0 + 8, R)
+        for i in range(C):
+            scale = half if i < halved else one
+            for j in range(j0, j1):
+                dst[i, j] = src[j, i] * scale
+
+
+@njit(**_JIT)
+def table_halving(W_x, b, table, halved):
+    """table = (W_x + b)^T with its first `halved` rows times 0.5: the one-hot product's
+    columns (cells.Cell._project), 8 rows of W_x at a time as transpose_halving."""
+    V, GH = W_x.shape
+    half, one = W_x.dtype.type(0.5), W_x.dtype.type(1)
+    for j0 in range(0, V, 8):
+        j1 = min(j0 + 8, V)
+        for i in range(GH):
+            scale = half if i < halved else one
+            for j in range(j0, j1):
+                table[i, j] = (W_x[j, i] + b[i]) * scale

@@ -94,6 +94,13 @@ class Optimizer:
                 p *= shrink
             self._update(k, p, grads[k], self._tmp[k])
 
+    def use_kernels(self, kernels) -> None:
+        """Step with numba's compiled loop where one exists (Adam), given charrnn.kernels; None:
+        numpy's passes. The same numbers either way (tests/test_kernels.py)."""
+        self.kernels = kernels
+
+    kernels = None
+
     def state_dict(self) -> dict:
         """{'t': int, 'slot/name': array, ...}"""
         out = {"t": self.t}
@@ -125,6 +132,11 @@ class Adam(Optimizer):
     def _update(self, k, p, g, tmp):
         b1, b2 = self.beta1, self.beta2
         m, v = self.state["m"][k], self.state["v"][k]
+        if self.kernels is not None and p.flags.c_contiguous and g.flags.c_contiguous:
+            c = p.dtype.type  # the constants as numpy's passes use them: in p's dtype
+            self.kernels.adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), c(b1), c(1 - b1), c(b2),
+                              c(1 - b2), np.float64(1.0 / np.sqrt(1 - b2**self.t)), c(self.eps), c(self.lr / (1 - b1**self.t)))
+            return
         m *= b1
         np.multiply(g, 1 - b1, out=tmp)
         m += tmp

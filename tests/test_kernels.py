@@ -95,6 +95,59 @@ def test_compiled_gradients_match_finite_differences(cell, activation):
 
 
 @needs_numba
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+def test_compiled_transposes_and_gather_are_numpys_to_the_bit(cell):
+    """W_h^T and the one-hot's table with their sigmoid rows halved, and the gather, at sizes
+    that leave partial tiles (V = 13, H = 11)."""
+    from charrnn import cells
+
+    fast_cls, slow_cls = fused.cell_classes()[cell], cells.CELL_CLASSES[cell]
+    fast, slow = fast_cls(13, 11, embed=True), slow_cls(13, 11, embed=True)
+    rng = np.random.default_rng(2)
+    p = fast.init(rng, np.float32)
+    p[fast.key_b][:] = rng.normal(size=p[fast.key_b].shape)
+    W_x, W_h, b = p[fast.key_x], p[fast.key_h], p[fast.key_b]
+    ids = rng.integers(0, 13, (5, 3))
+    outs = []
+    for layer in (fast, slow):
+        WT, table = np.empty(W_h.T.shape, np.float32), np.empty(W_x.T.shape, np.float32)
+        layer._transpose_halving(W_h, WT)
+        layer._table_halving(W_x, b, table)
+        g = np.empty((5, table.shape[0], 3), np.float32)
+        layer._gather(table, ids, g)
+        outs.append((WT, table, g))
+    for mine, ref in zip(*outs):
+        np.testing.assert_array_equal(mine, ref)
+    assert (outs[0][0][: fast.sigmoid_rows] == W_h.T[: fast.sigmoid_rows] * 0.5).all()
+    assert fast.sigmoid_rows == {"elman": 0, "lstm": 33, "gru": 22}[cell]
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_compiled_adam_steps_as_numpys_to_the_bit(dtype):
+    from charrnn import optim
+
+    rng = np.random.default_rng(0)
+    ref = {"W": rng.normal(size=(9, 13)).astype(dtype), "b": rng.normal(size=(13,)).astype(dtype)}
+    mine, start = {k: v.copy() for k, v in ref.items()}, ref["W"].copy()
+    a, b = optim.Adam(ref, lr=3e-3, weight_decay=0.01), optim.Adam(mine, lr=3e-3, weight_decay=0.01)
+    b.use_kernels(fused.load())
+    for _ in range(25):
+        grads = {k: rng.normal(size=v.shape).astype(dtype) for k, v in ref.items()}
+        a.step(ref, grads)
+        b.step(mine, {k: g.copy() for k, g in grads.items()})
+    assert np.abs(ref["W"] - start).min() > 0  # every weight moved
+    if np.lib.NumpyVersion(np.__version__) >= "2.0.0":  # numpy 1's scalar casting rounds s1 differently
+        for k in ref:
+            np.testing.assert_array_equal(mine[k], ref[k])
+            for slot in ("m", "v"):
+                np.testing.assert_array_equal(b.state[slot][k], a.state[slot][k])
+    else:
+        for k in ref:
+            np.testing.assert_allclose(mine[k], ref[k], rtol=1e-6, atol=1e-7)
+
+
+@needs_numba
 def test_the_compiled_tanh_is_within_a_few_float32_ulp():
     from charrnn import kernels
 
@@ -146,7 +199,7 @@ def test_numba_that_cannot_load_the_loops_falls_back_or_says_why(monkeypatch):
     def broken():
         raise RuntimeError("cannot cache function 'gather_columns': no locator available")
 
-    monkeypatch.setattr(fused, "_load", broken)
+    monkeypatch.setattr(fused, "load", broken)
     assert fused.resolve("auto") == "numpy"
     with pytest.raises(ConfigError, match="could not load charrnn's compiled loops .*no locator.*--kernels numpy"):
         fused.resolve("numba")
