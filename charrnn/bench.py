@@ -193,8 +193,9 @@ def update_products(model, T: int, B: int) -> list:
         out += [(W_h, g[t, :GH], h_out[t]) for t in range(1, T)]  # backward steps
         out.append((hP, daP[:GH].T, dW[:H]))  # d W_h, one product over the chunk
         dg = daP[R - GH :]  # the input side's rows
-        if layer.embed:  # d W_x: dg @ the one-hot's (n, V)
-            out.append((dg, new(D, N).T, new(GH, D)))
+        if layer.embed:  # d W_x: dg @ the one-hot's (n, V); numba's kernels scatter instead (fused.py)
+            if model.kernels == "numpy":
+                out.append((dg, new(D, N).T, new(GH, D)))
         else:
             out.append((new(D, N), dg.T, dW[:D]))
             W_xT, W_x, x, dx = new(GH, D), new(D, GH), new(T, D, B), new(T, D, B)

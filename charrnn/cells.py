@@ -302,13 +302,9 @@ class Cell:
         ones.fill(1)  # row sums as products: 4x faster than .sum(axis=1)
         grads[self.key_b] += dg @ ones
         self._extra_grads(grads, daP, ones)
-        if self.embed:  # d W_x[id] += dg: the one-hot's transpose as a product, dg @ one_hot (n, V)
-            V = p[self.key_x].shape[0]
-            onehot, ids, columns = ws.zeros("onehot", (V, n), dt), tr.x.reshape(-1), np.arange(n)
-            onehot[ids, columns] = 1
-            dWxT = ws.get("dWxT", (GH, V), dt)
-            np.matmul(dg, onehot.T, out=dWxT)  # (G*H, V): faster than one_hot @ dg.T into (V, G*H)
-            onehot[ids, columns] = 0  # all zeros again for the next call
+        if self.embed:  # d W_x[id] += dg's column, for every (step, stream) column
+            dWxT = ws.get("dWxT", (GH, p[self.key_x].shape[0]), dt)
+            self._scatter_columns(dg, tr.x.reshape(-1), dWxT)
             grads[self.key_x] += dWxT.T
         else:
             x2 = tr.x2 if tr.x2 is not None else _columns(tr.x, ws)
@@ -319,6 +315,15 @@ class Cell:
         dx = ws.get("dx", (T, self.n_in, B), dt)
         np.matmul(p[self.key_x], da[:, self.x_side], out=dx)  # (D, G*H) @ (G*H, B) per step
         return dx
+
+    def _scatter_columns(self, dg: np.ndarray, ids: np.ndarray, out: np.ndarray) -> None:
+        """out (R, V) = the columns of dg (R, n) summed by id: the one-hot's transpose, as the
+        product dg @ one_hot (n, V) (faster than one_hot @ dg^T into (V, R))."""
+        V, n = out.shape[1], dg.shape[1]
+        onehot, columns = self.ws.zeros("onehot", (V, n), dg.dtype), np.arange(n)
+        onehot[ids, columns] = 1
+        np.matmul(dg, onehot.T, out=out)
+        onehot[ids, columns] = 0  # all zeros again for the next call
 
     def _grad_buffer(self, T: int, B: int, dt) -> np.ndarray:
         """Where the recurrence leaves d loss / d pre-activation, (T, R, B): rows `x_side` are

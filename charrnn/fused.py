@@ -88,8 +88,9 @@ def warm(cell: str, activation: str, dtype) -> None:
 
 
 class _Fused:
-    """The input side's gather and the transposed copies of W_h and of the one-hot's table as
-    compiled loops; the step loops store h_t into trace.hP and d loss / d pre-activation into
+    """The input side's gather, its transpose for d W_x (a scatter: 1.7x faster than the
+    one-hot product with two BLAS threads, 3x with one) and the transposed copies of W_h and
+    of the one-hot's table as compiled loops; the step loops store h_t into trace.hP and d loss / d pre-activation into
     "daP" too (cells.Cell.writes_columns)."""
 
     writes_columns = True
@@ -107,6 +108,10 @@ class _Fused:
 
     def _table_halving(self, W_x: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
         kernels.table_halving(W_x, b, out, self.sigmoid_rows)
+
+    def _scatter_columns(self, dg: np.ndarray, ids: np.ndarray, out: np.ndarray) -> None:
+        out.fill(0)
+        kernels.scatter_columns(dg, ids, out)
 
 
 class Elman(_Fused, cells.Elman):

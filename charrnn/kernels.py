@@ -229,3 +229,14 @@ def table_halving(W_x, b, table, halved):
             scale = half if i < halved else one
             for j in range(j0, j1):
                 table[i, j] = (W_x[j, i] + b[i]) * scale
+
+
+@njit(**_JIT)
+def scatter_columns(dg, ids, out):
+    """out[:, ids[j]] += dg[:, j] for every column j: d W_x^T from d loss / d pre-activation
+    (R, n), the one-hot product's transpose without its multiplications by zero."""
+    R, n = dg.shape
+    for k in range(R):
+        row, src = out[k], dg[k]
+        for j in range(n):
+            row[ids[j]] += src[j]

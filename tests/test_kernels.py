@@ -123,6 +123,20 @@ def test_compiled_transposes_and_gather_are_numpys_to_the_bit(cell):
 
 
 @needs_numba
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+def test_bench_lists_the_products_a_compiled_update_performs(cell):
+    """As tests/test_cells.py's, less the one-hot's product, which the compiled path scatters."""
+    from charrnn.bench import update_products
+
+    T, B, H, V = 5, 3, 8, 11
+    model = Model(V, H, layers=2, cell=cell).use_kernels("numba")
+    macs = sum(int(np.prod(out.shape[:-2], dtype=int)) * a.shape[-2] * a.shape[-1] * b.shape[-1]
+               for a, b, out in update_products(model, T, B))
+    GH = model.layers[0].n_gates * H
+    assert macs == model.flops_per_char() * T * B // 2 - 2 * GH * H * B
+
+
+@needs_numba
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_compiled_adam_steps_as_numpys_to_the_bit(dtype):
     from charrnn import optim
