@@ -104,10 +104,10 @@ class _Fused:
         kernels.gather_columns(table, x, g)
 
     def _transpose_halving(self, W: np.ndarray, out: np.ndarray) -> None:
-        kernels.transpose_halving(W, out, self.sigmoid_rows)
+        kernels.transpose_halving(W, np.empty(0, W.dtype), out, self.sigmoid_rows)
 
     def _table_halving(self, W_x: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-        kernels.table_halving(W_x, b, out, self.sigmoid_rows)
+        kernels.transpose_halving(W_x, b, out, self.sigmoid_rows)
 
     def _scatter_columns(self, dg: np.ndarray, ids: np.ndarray, out: np.ndarray) -> None:
         out.fill(0)

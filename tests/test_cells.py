@@ -7,38 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gradcheck_util import check_gradients
 
 from charrnn.cells import GRU, LSTM
 from charrnn.model import Model
 
 V, H, T, B = 5, 4, 3, 2
-
-
-def _check_gradients(model: Model, x, y, state, train: bool) -> float:
-    """The largest relative error between backward() and central differences, over all parameters."""
-
-    def loss():
-        # the same dropout masks at every evaluation
-        return model.forward(x, y, state, train=train, rng=np.random.default_rng(7))[0]
-
-    loss()
-    grads = {k: g.copy() for k, g in model.backward().items()}
-    eps, worst = 1e-6, 0.0
-    for name, p in model.params.items():
-        num = np.zeros_like(p)
-        for i in np.ndindex(p.shape):
-            old = p[i]
-            p[i] = old + eps
-            up = loss()
-            p[i] = old - eps
-            down = loss()
-            p[i] = old
-            num[i] = (up - down) / (2 * eps)
-        err = np.abs(num - grads[name]).max() / max(1e-8, np.abs(num).max() + np.abs(grads[name]).max())
-        assert np.abs(grads[name]).max() > 0, f"{name} has an all-zero gradient"
-        worst = max(worst, err)
-        assert err <= 1e-6, f"{name}: relative error {err:.2e}"
-    return worst
 
 
 def _model(cell, layers, dropout=0.0, seed=0):
@@ -64,7 +38,7 @@ def _random_state(model, rng):
 def test_gradients_match_finite_differences(cell, layers):
     model, rng = _model(cell, layers)
     x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
-    _check_gradients(model, x, y, _random_state(model, rng), train=True)
+    check_gradients(model, x, y, _random_state(model, rng), train=True)
 
 
 @pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
@@ -72,7 +46,7 @@ def test_gradients_with_dropout_masks_fixed(cell):
     model, rng = _model(cell, 2, dropout=0.4)
     x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
     state = _random_state(model, rng)
-    _check_gradients(model, x, y, state, train=True)
+    check_gradients(model, x, y, state, train=True)
     # The masks did something: the training loss differs from the evaluation loss.
     rng = np.random.default_rng(7)
     assert model.forward(x, y, state, train=True, rng=rng)[0] != model.forward(x, y, state)[0]

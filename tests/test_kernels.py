@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from gradcheck_util import check_gradients
 
 from charrnn import fused
 from charrnn.config import Config
@@ -72,26 +73,7 @@ def test_compiled_gradients_match_finite_differences(cell, activation):
     rng = np.random.default_rng(8)
     T, B = 3, 2
     x, y = rng.integers(0, 7, (T, B)), rng.integers(0, 7, (T, B))
-    state = _random_state(model, B, rng)
-
-    def loss():
-        return model.forward(x, y, state, train=True)[0]
-
-    loss()
-    grads = {k: g.copy() for k, g in model.backward().items()}
-    eps = 1e-6
-    for name, p in model.params.items():
-        num = np.zeros_like(p)
-        for i in np.ndindex(p.shape):
-            old = p[i]
-            p[i] = old + eps
-            up = loss()
-            p[i] = old - eps
-            down = loss()
-            p[i] = old
-            num[i] = (up - down) / (2 * eps)
-        err = np.abs(num - grads[name]).max() / max(1e-8, np.abs(num).max() + np.abs(grads[name]).max())
-        assert err <= 1e-6, f"{name}: relative error {err:.2e}"
+    check_gradients(model, x, y, _random_state(model, B, rng), train=True)
 
 
 @needs_numba
