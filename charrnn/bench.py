@@ -155,10 +155,7 @@ def _update(config, V: int):
 
     model = _model(config, V)
     opt = optim.make(config.optimizer, model.params, config.lr)
-    if model.kernels == "numba":
-        from . import fused
-
-        opt.use_kernels(fused.load())
+    opt.use_kernels(model.kernels)
     rng = np.random.default_rng(0)
     B, T = config.batch_size, config.seq_len
     x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))

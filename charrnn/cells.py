@@ -223,7 +223,7 @@ class Cell:
         T, GH, B = g.shape
         table = self.ws.get("table", (GH, W_x.shape[0] if self.embed else 1), W_x.dtype)
         if self.embed:  # the one-hot product: gather columns of (W_x + b)^T
-            self._table_halving(W_x, b, table)
+            self._transpose_halving(W_x, table, b)
             self._gather(table, x, g)
             return
         W_xT = self.ws.get("W_xT", (GH, W_x.shape[0]), W_x.dtype)
@@ -234,15 +234,12 @@ class Cell:
         np.matmul(W_xT, x, out=g)  # one product per step, (G*H, D) @ (D, B)
         g += table
 
-    def _transpose_halving(self, W: np.ndarray, out: np.ndarray) -> None:
-        """out = W^T, its sigmoid rows halved (exactly: a power of two)."""
-        np.copyto(out, W.T)
-        if self.sigmoid_rows:
-            out[: self.sigmoid_rows] *= 0.5
-
-    def _table_halving(self, W_x: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-        """out = (W_x + b)^T, its sigmoid rows halved."""
-        np.add(W_x.T, b[:, None], out=out)
+    def _transpose_halving(self, W: np.ndarray, out: np.ndarray, bias: np.ndarray | None = None) -> None:
+        """out = (W + bias)^T (W^T without a bias), its sigmoid rows halved (exactly: a power of two)."""
+        if bias is None:
+            np.copyto(out, W.T)
+        else:
+            np.add(W.T, bias[:, None], out=out)
         if self.sigmoid_rows:
             out[: self.sigmoid_rows] *= 0.5
 
@@ -280,17 +277,18 @@ class Cell:
         """Add every weight's gradient into grads, each one product over the whole chunk;
         returns d loss / d x (T, D, B), or None.
 
-        One copy lays the steps of d loss / d pre-activation side by side, (R, T*B), and each
-        gradient (d W_h, d W_x or the one-hot scatter, d b, d x) is then one large product,
-        which BLAS runs at its best and, with several BLAS threads, in parallel. (Blocks of
-        steps handed to a worker thread beside the recurrence were measured slower on 2 cores
-        than these products with 2 BLAS threads after it, on an idle machine and a busy one
-        alike; docs/performance.md.)
+        One copy lays the steps of d loss / d pre-activation side by side, (R, T*B) (none when
+        the step loops stored them there already: `writes_columns`), and each gradient (d W_h,
+        d W_x or the one-hot scatter, d b, d x) is then one large product, which BLAS runs at
+        its best and, with several BLAS threads, in parallel. (Blocks of steps handed to a
+        worker thread beside the recurrence were measured slower on 2 cores than these
+        products with 2 BLAS threads after it, on an idle machine and a busy one alike;
+        docs/performance.md.)
         """
         ws, tr = self.ws, self.trace
         T, R, B = da.shape
         H, GH, n, dt = self.H, self.n_gates * self.H, T * B, da.dtype
-        daP = ws.get("daP", (R, T, B), dt)
+        daP = self._grad_columns(da)
         if not self.writes_columns:
             np.copyto(daP, da.transpose(1, 0, 2))
         daP = daP.reshape(R, n)
@@ -315,6 +313,12 @@ class Cell:
         dx = ws.get("dx", (T, self.n_in, B), dt)
         np.matmul(p[self.key_x], da[:, self.x_side], out=dx)  # (D, G*H) @ (G*H, B) per step
         return dx
+
+    def _grad_columns(self, da: np.ndarray) -> np.ndarray:
+        """The (R, T, B) buffer the chunk's weight products read d loss / d pre-activation from,
+        for da (T, R, B)."""
+        T, R, B = da.shape
+        return self.ws.get("daP", (R, T, B), da.dtype)
 
     def _scatter_columns(self, dg: np.ndarray, ids: np.ndarray, out: np.ndarray) -> None:
         """out (R, V) = the columns of dg (R, n) summed by id: the one-hot's transpose, as the

@@ -2,9 +2,10 @@
 
 Each class is its numpy cell (cells.py) with the step loops replaced: per step, the product
 W_h^T h_{t-1} (BLAS, as before) and one compiled loop, where numpy's path makes ten or more
-passes over memory. The input gather is one compiled loop over the chunk too. Parameters,
-checkpoints, the products and their order are the numpy path's; results agree with it within
-float32 rounding (tests/test_kernels.py).
+passes over memory. The input gather, its transpose for d W_x (a scatter, where numpy's path
+multiplies by the one-hot matrix) and the transposed copies of W_h and the one-hot's table are
+compiled loops too. Parameters, checkpoints and the other products, in their order, are the
+numpy path's; results agree with it within float32 rounding (tests/test_kernels.py).
 
 Chosen by `Model.use_kernels("numba")`; `resolve()` turns the config's `kernels` (auto, numpy,
 numba) into what this machine can do. Sampling and scoring keep the numpy cells, whose import
@@ -83,31 +84,23 @@ def warm(cell: str, activation: str, dtype) -> None:
     from .optim import Adam
 
     adam = Adam({"w": np.zeros(2, dtype)})
-    adam.use_kernels(kernels)
+    adam.use_kernels("numba")
     adam.step({"w": np.zeros(2, dtype)}, {"w": np.ones(2, dtype)})
 
 
 class _Fused:
     """The input side's gather, its transpose for d W_x (a scatter: 1.7x faster than the
     one-hot product with two BLAS threads, 3x with one) and the transposed copies of W_h and
-    of the one-hot's table as compiled loops; the step loops store h_t into trace.hP and d loss / d pre-activation into
-    "daP" too (cells.Cell.writes_columns)."""
+    of the one-hot's table as compiled loops; the step loops store h_t into trace.hP and
+    d loss / d pre-activation into `_grad_columns` too (cells.Cell.writes_columns)."""
 
     writes_columns = True
-
-    def _columns(self, da: np.ndarray) -> np.ndarray:
-        """The (R, T, B) buffer that cells.Cell._weight_grads reads d loss / d pre-activation from."""
-        T, R, B = da.shape
-        return self.ws.get("daP", (R, T, B), da.dtype)
 
     def _gather(self, table: np.ndarray, x: np.ndarray, g: np.ndarray) -> None:
         kernels.gather_columns(table, x, g)
 
-    def _transpose_halving(self, W: np.ndarray, out: np.ndarray) -> None:
-        kernels.transpose_halving(W, np.empty(0, W.dtype), out, self.sigmoid_rows)
-
-    def _table_halving(self, W_x: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-        kernels.transpose_halving(W_x, b, out, self.sigmoid_rows)
+    def _transpose_halving(self, W: np.ndarray, out: np.ndarray, bias: np.ndarray | None = None) -> None:
+        kernels.transpose_halving(W, np.empty(0, W.dtype) if bias is None else bias, out, self.sigmoid_rows)
 
     def _scatter_columns(self, dg: np.ndarray, ids: np.ndarray, out: np.ndarray) -> None:
         out.fill(0)
@@ -126,7 +119,7 @@ class Elman(_Fused, cells.Elman):
         T, H, B = dhs.shape
         dh = self.ws.get("dh", (H, B), da.dtype)
         dh.fill(0)
-        cols = self._columns(da)
+        cols = self._grad_columns(da)
         for t in range(T - 1, -1, -1):
             kernels.elman_backward(h[t + 1], dhs[t], dh, da[t], act, cols, t)
             if t or need_dstate0:
@@ -148,7 +141,7 @@ class LSTM(_Fused, cells.LSTM):
         dh, dc = self.ws.get("dh", (H, B), da.dtype), self.ws.get("dc", (H, B), da.dtype)
         dh.fill(0)
         dc.fill(0)
-        cols = self._columns(da)
+        cols = self._grad_columns(da)
         for t in range(T - 1, -1, -1):
             if dcs is not None:
                 dc += dcs[t].T  # d loss / d c_t from outside the layer
@@ -173,7 +166,7 @@ class GRU(_Fused, cells.GRU):
         W_h = self._W_h_nrz(p)
         dh, direct = self.ws.get("dh", (H, B), da.dtype), self.ws.get("tmp2", (H, B), da.dtype)
         dh.fill(0)
-        cols = self._columns(da)
+        cols = self._grad_columns(da)
         for t in range(T - 1, -1, -1):
             kernels.gru_backward(g[t], hn[t], h[t], dhs[t], dh, da[t], direct, cols, t)
             if t or need_dstate0:

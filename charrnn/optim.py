@@ -78,6 +78,7 @@ def lr_at(config, step: int, progress: float) -> float:
 class Optimizer:
     name = ""
     slots: tuple = ()
+    kernels = None  # charrnn.kernels after use_kernels("numba"), else None: numpy's passes
 
     def __init__(self, params: dict, lr: float, weight_decay: float = 0.0):
         self.lr = lr
@@ -94,12 +95,15 @@ class Optimizer:
                 p *= shrink
             self._update(k, p, grads[k], self._tmp[k])
 
-    def use_kernels(self, kernels) -> None:
-        """Step with numba's compiled loop where one exists (Adam), given charrnn.kernels; None:
-        numpy's passes. The same numbers either way (tests/test_kernels.py)."""
-        self.kernels = kernels
+    def use_kernels(self, kernels: str) -> None:
+        """Step with numba's compiled loop where one exists (Adam) for "numba" (the model's
+        `kernels`), numpy's passes for "numpy". The same numbers either way (tests/test_kernels.py)."""
+        if kernels == "numba":
+            from . import fused
 
-    kernels = None
+            self.kernels = fused.load()
+        else:
+            self.kernels = None
 
     def state_dict(self) -> dict:
         """{'t': int, 'slot/name': array, ...}"""

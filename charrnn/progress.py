@@ -146,6 +146,6 @@ class Progress:
 
 def _blas(result) -> str:
     """" with N BLAS threads", what the updates ran with at the end (auto may change it; threads.py)."""
-    n, kernels = result.blas_threads, getattr(result, "kernels", None)
+    n = result.blas_threads
     text = "" if n is None else f" with {n} BLAS thread{'s' if n != 1 else ''}"
-    return text + (" and numba kernels" if kernels == "numba" else "")
+    return text + (" and numba kernels" if result.kernels == "numba" else "")

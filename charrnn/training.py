@@ -205,8 +205,7 @@ class Run:
         # initialisation alone; update() passes it to the model's training forward.
         self.dropout_rng = np.random.default_rng([config.seed, 1])
         self.opt = optim.from_config(config, self.model.params)
-        if self.model.kernels == "numba":
-            self.opt.use_kernels(fused.load())
+        self.opt.use_kernels(self.model.kernels)
         # Every generator the loop draws from is in the state, to be saved and restored.
         self.state = RunState(hidden=self.model.zero_state(config.batch_size), rngs={"dropout": self.dropout_rng})
         if self.saved is not None:
