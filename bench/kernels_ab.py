@@ -27,16 +27,20 @@ from charrnn.bench import _update  # noqa: E402
 from charrnn.config import Config  # noqa: E402
 
 
-def medians(cell: str, H: int, B: int, rounds: int = 5) -> dict:
+def medians(cell: str, H: int, B: int, threads: int, rounds: int = 5) -> dict:
+    """ms per update, numpy's path and numba's, each with `threads` threads as training sets them
+    (BLAS's for numpy's; the compiled loops' own for numba's: fused.use_threads)."""
     updates, times = {}, {}
     for kernels in ("numpy", "numba"):
-        _, update = _update(Config(cell=cell, hidden_size=H, batch_size=B, seq_len=64, kernels=kernels), 65)
+        model, update = _update(Config(cell=cell, hidden_size=H, batch_size=B, seq_len=64, kernels=kernels), 65)
+        updates[kernels], times[kernels] = (update, model.thread_setter or th.set_blas), []
+        updates[kernels][1](threads)
         for _ in range(3):
             update()
-        updates[kernels], times[kernels] = update, []
     n = max(3, 20 * 256 * 32 // (H * B))  # about a second a turn
     for _ in range(rounds):
-        for kernels, update in updates.items():
+        for kernels, (update, set_threads) in updates.items():
+            set_threads(threads)
             t = time.perf_counter()
             for _ in range(n):
                 update()
@@ -51,13 +55,12 @@ def main():
     a = ap.parse_args()
     shapes = [tuple(int(v) for v in s.lower().split("x")) for s in (a.shape or ["256x32", "512x64"])]
     print(f"ms per update, medians of 5 rounds; load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"{'cell':<6} {'H':>4} {'B':>3} {'BLAS':>4} {'numpy':>8} {'numba':>8} {'numpy/numba':>11}")
+    print(f"{'cell':<6} {'H':>4} {'B':>3} {'threads':>7} {'numpy':>8} {'numba':>8} {'numpy/numba':>11}")
     for H, B in shapes:
         for cell in a.cell or ["elman", "lstm", "gru"]:
             for n in (1, 2):
-                th.set_blas(n)
-                m = medians(cell, H, B)
-                print(f"{cell:<6} {H:>4} {B:>3} {n:>4} {m['numpy']:>8.1f} {m['numba']:>8.1f} "
+                m = medians(cell, H, B, n)
+                print(f"{cell:<6} {H:>4} {B:>3} {n:>7} {m['numpy']:>8.1f} {m['numba']:>8.1f} "
                       f"{m['numpy'] / m['numba']:>10.3f}x", flush=True)
 
 

@@ -60,8 +60,8 @@ timed(model_mod.Model, "backward", "model.backward")
 
 
 def update_fn(cell: str, H: int, B: int, kernels: str, T: int = 64, V: int = 65):
-    """One training update on fixed random ids, as `charrnn bench --cell` times it."""
-    return _update(Config(cell=cell, hidden_size=H, batch_size=B, seq_len=T, kernels=kernels), V)[1]
+    """(model, one training update on fixed random ids), as `charrnn bench --cell` times it."""
+    return _update(Config(cell=cell, hidden_size=H, batch_size=B, seq_len=T, kernels=kernels), V)
 
 
 def main():
@@ -69,7 +69,7 @@ def main():
     ap.add_argument("--cell", action="append", choices=("elman", "lstm", "gru"))
     ap.add_argument("--shape", action="append", help="HxB [default: 256x32 and 512x64]")
     ap.add_argument("--updates", type=int, default=10, help="per turn; 3 turns each")
-    ap.add_argument("--threads", type=int, default=2, help="the BLAS threads to set against one")
+    ap.add_argument("--threads", type=int, default=2, help="the threads to set against one")
     ap.add_argument("--kernels", choices=("auto", "numpy", "numba"), default="auto", help="as train's --kernels")
     a = ap.parse_args()
     shapes = [tuple(int(v) for v in s.lower().split("x")) for s in (a.shape or ["256x32", "512x64"])]
@@ -77,14 +77,15 @@ def main():
             "output bwd", "clip+adam")
     print(f"ms per update, median of 3 turns of {a.updates}, {fused.resolve(a.kernels)} kernels; "
           f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"{'cell':<6} {'H':>4} {'B':>3} {'BLAS':>4} " + " ".join(f"{c:>12}" for c in cols))
+    print(f"{'cell':<6} {'H':>4} {'B':>3} {'thr':>4} " + " ".join(f"{c:>12}" for c in cols))
     for H, B in shapes:
         for cell in a.cell or ["elman", "lstm", "gru"]:
-            update = update_fn(cell, H, B, a.kernels)
+            model, update = update_fn(cell, H, B, a.kernels)
+            set_threads = model.thread_setter or th.set_blas  # the compiled loops' own threads, or BLAS's
             rows = {n: [] for n in (1, a.threads)}
             for _ in range(3):
                 for n in rows:
-                    th.set_blas(n)
+                    set_threads(n)
                     update()
                     spent.clear()
                     t = time.perf_counter()

@@ -64,7 +64,7 @@ def train_speed(config, V: int = 84, seconds: float = 5.0, warmup: int = 3, step
     B, T = config.batch_size, config.seq_len
     x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
     state = model.zero_state(B)
-    tuner = threads.tuner()  # BLAS threads as training picks them
+    tuner = threads.tuner(model.thread_setter)  # threads as training picks them
 
     def step():
         nonlocal state
@@ -213,12 +213,12 @@ def cell_bench(config, V: int = 84, seconds: float = 5.0, progress=lambda name: 
     model, update = _update(config, V)
     triples = update_products(model, config.seq_len, config.batch_size)
 
-    def products():
+    def products():  # as the update multiplies: the compiled path splits them between its threads
         for a, b, o in triples:
-            np.matmul(a, b, out=o)
+            model._matmul(a, b, o)
 
-    progress(f"{config.cell}: choosing BLAS threads")
-    tuner = threads.tuner()
+    progress(f"{config.cell}: choosing threads")
+    tuner = threads.tuner(model.thread_setter)
     while tuner.updates < 2 or not tuner.settled:  # the first update makes the buffers
         tuner.begin()
         update()

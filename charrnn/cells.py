@@ -231,7 +231,7 @@ class Cell:
         np.copyto(table[:, 0], b)
         if self.sigmoid_rows:
             table[: self.sigmoid_rows] *= 0.5
-        np.matmul(W_xT, x, out=g)  # one product per step, (G*H, D) @ (D, B)
+        self._matmul(W_xT, x, g)  # one product per step, (G*H, D) @ (D, B)
         g += table
 
     def _transpose_halving(self, W: np.ndarray, out: np.ndarray, bias: np.ndarray | None = None) -> None:
@@ -242,6 +242,15 @@ class Cell:
             np.add(W.T, bias[:, None], out=out)
         if self.sigmoid_rows:
             out[: self.sigmoid_rows] *= 0.5
+
+    @staticmethod
+    def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        """out = a @ b: the chunk's products (the compiled cells split them between their threads)."""
+        np.matmul(a, b, out=out)
+
+    def _row_sums(self, a: np.ndarray, ones: np.ndarray) -> np.ndarray:
+        """a's row sums, as a product with `ones` (4x faster than .sum(axis=1))."""
+        return a @ ones
 
     @staticmethod
     def _gather(table: np.ndarray, x: np.ndarray, g: np.ndarray) -> None:
@@ -294,11 +303,11 @@ class Cell:
         daP = daP.reshape(R, n)
         dg = daP[self.x_side]  # (G*H, n), the parameters' gate order
         dW = ws.get("dW", (max(self.n_in, H), GH), dt)
-        np.matmul(tr.hP[:, :T].reshape(H, n), daP[self.h_side].T, out=dW[:H])
+        self._matmul(tr.hP[:, :T].reshape(H, n), daP[self.h_side].T, dW[:H])
         self._add_dW_h(grads, dW[:H])
         ones = ws.get("ones", (n,), dt)
         ones.fill(1)  # row sums as products: 4x faster than .sum(axis=1)
-        grads[self.key_b] += dg @ ones
+        grads[self.key_b] += self._row_sums(dg, ones)
         self._extra_grads(grads, daP, ones)
         if self.embed:  # d W_x[id] += dg's column, for every (step, stream) column
             dWxT = ws.get("dWxT", (GH, p[self.key_x].shape[0]), dt)
@@ -306,12 +315,12 @@ class Cell:
             grads[self.key_x] += dWxT.T
         else:
             x2 = tr.x2 if tr.x2 is not None else _columns(tr.x, ws)
-            np.matmul(x2, dg.T, out=dW[: self.n_in])
+            self._matmul(x2, dg.T, dW[: self.n_in])
             grads[self.key_x] += dW[: self.n_in]
         if not need_dx or self.embed:
             return None
         dx = ws.get("dx", (T, self.n_in, B), dt)
-        np.matmul(p[self.key_x], da[:, self.x_side], out=dx)  # (D, G*H) @ (G*H, B) per step
+        self._matmul(p[self.key_x], da[:, self.x_side], dx)  # (D, G*H) @ (G*H, B) per step
         return dx
 
     def _grad_columns(self, da: np.ndarray) -> np.ndarray:
@@ -596,7 +605,7 @@ class GRU(Cell):
         dW_h[:, : 2 * H] += dW[:, H:]  # r, z
 
     def _extra_grads(self, grads: dict, da: np.ndarray, ones: np.ndarray) -> None:
-        grads[self.keys["b_hn"]] += da[: self.H] @ ones  # b_hn enters as h_n does
+        grads[self.keys["b_hn"]] += self._row_sums(da[: self.H], ones)  # b_hn enters as h_n does
 
     def step(self, p: dict, x: np.ndarray, h: np.ndarray) -> np.ndarray:
         """One time step for generation: x ids (B,) or (B, D), h (B, H) -> the new h.

@@ -13,6 +13,8 @@ does not pay for numba's (about 0.4 s) or for loading the compiled loops.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from . import cells
@@ -50,11 +52,20 @@ def resolve(kind: str) -> str:
 
 
 def load():
-    """charrnn.kernels, imported once (numba itself, about 0.4 s, and the loops' dispatchers)."""
-    global kernels
+    """charrnn.kernels, imported once (numba itself, about 0.4 s, and the loops' dispatchers),
+    with numpy's BLAS found for them (cblas.py); RuntimeError if there is none to call."""
+    global kernels, _gemm
     if kernels is None:
+        import numba
+
+        if "NUMBA_THREADING_LAYER" not in os.environ:
+            # OpenMP's threads start a parallel region in about 2 us, numba's own queue's in
+            # 90 (measured): the loops meet once a step, so they want OpenMP's
+            numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+        from . import cblas
         from . import kernels as module
 
+        _gemm = cblas.find()
         kernels = module
     return kernels
 
@@ -66,21 +77,102 @@ def cell_classes() -> dict:
 
 
 kernels = None  # charrnn.kernels, once load() imported it
+_gemm = None  # numpy's BLAS's gemm (cblas.Gemm), found by load()
+_split = False  # whether the loops split their work between numba's threads (an OpenMP or TBB pool)
+_parts = 1  # the parts they split it in: use_threads()
+
+
+def use_threads(n: int | None) -> None:
+    """Compute training's updates with n threads (threads.Tuner's choice; None: BLAS's own).
+
+    With a threading layer that starts its threads fast (OpenMP, TBB), every product and loop
+    of the update is split between n of numba's threads and BLAS runs one thread: BLAS's idle
+    threads spin, and beside numba's working ones they made the loops 2x slower (measured).
+    With numba's own queue (90 us a start), BLAS's threads split the products as on numpy's path."""
+    global _parts
+    from . import threads
+
+    if n is None:
+        _parts = 1
+    elif _split:
+        import numba
+
+        threads.set_blas(1)
+        _parts = max(1, min(n, numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(_parts)
+    else:
+        threads.set_blas(n)
+        _parts = 1
+
+
+def parts() -> int:
+    return _parts
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """np.matmul(a, b, out=out) split between the loops' threads (use_threads): a and b 2-D or
+    stacks of matrices (3-D), out C-ordered rows; anything else goes to np.matmul itself."""
+    spec = _operands(a, b, out)
+    if spec is None:
+        np.matmul(a, b, out=out)
+        return
+    fn, wide = _gemm.fn(out.dtype)
+    one = out.dtype.type(1)
+    kernels.gemm(fn, wide, _parts, *spec, one, one - one, out.itemsize)
+
+
+def _operands(a, b, out):
+    """kernels.gemm's arguments from ta to batch for a @ b -> out, or None."""
+    dt = out.dtype
+    if dt not in (np.float32, np.float64) or a.dtype != dt or b.dtype != dt or out.ndim not in (2, 3):
+        return None
+    if a.ndim > out.ndim or b.ndim > out.ndim or a.ndim < 2 or b.ndim < 2:
+        return None
+    batch = out.shape[0] if out.ndim == 3 else 1
+    M, K, N = out.shape[-2], a.shape[-1], out.shape[-1]
+    if a.shape[-2] != M or b.shape[-2:] != (K, N) or any(x.ndim == 3 and x.shape[0] != batch for x in (a, b)):
+        return None
+    specs = [_matrix(x, dt.itemsize) for x in (a, b, out)]
+    if None in specs or specs[2][0] != kernels.NO_TRANS:
+        return None
+    (ta, lda, sa), (tb, ldb, sb), (_, ldc, sc) = specs
+    return (ta, tb, M, N, K, a.ctypes.data, lda, sa, b.ctypes.data, ldb, sb, out.ctypes.data, ldc, sc, batch)
+
+
+def _matrix(x: np.ndarray, size: int):
+    """(transposed or not, leading dimension, stride between a stack's matrices) of x's last two
+    axes as BLAS reads a row-major matrix, in elements; None if BLAS cannot read it in place."""
+    if any(s % size or s < 0 for s in x.strides):
+        return None
+    (r, c), (s0, s1) = x.shape[-2:], (s // size for s in x.strides[-2:])
+    stack = x.strides[0] // size if x.ndim == 3 else 0
+    if s1 == 1 and (r == 1 or s0 >= c):
+        return kernels.NO_TRANS, (s0 if r > 1 else max(c, 1)), stack
+    if s0 == 1 and (c == 1 or s1 >= r):
+        return kernels.TRANS, (s1 if c > 1 else max(r, 1)), stack
+    return None
 
 
 def warm(cell: str, activation: str, dtype) -> None:
     """Compile `cell`'s loops for dtype (about a second each, once a machine: numba caches them),
     or load them from the cache, on tiny arrays: so that no timed update compiles (threads.Tuner
-    would take a compiling update for a slow thread count)."""
+    would take a compiling update for a slow thread count). Also starts numba's thread pool,
+    which says whether the loops can split their work (use_threads)."""
+    global _parts, _split
+    import numba
+
     cls = cell_classes()[cell]
-    dtype = np.dtype(dtype)
-    for embed in (True, False):  # the first layer gathers ids; the layers above take (T, D, B)
+    dtype, saved = np.dtype(dtype), _parts
+    # the first layer gathers ids, the layers above take (T, D, B); in one part and in two
+    for _parts, embed in ((1, True), (1, False), (2, True), (2, False)):
         layer = cls(3, 2, activation, embed=embed)
         p = layer.init(np.random.default_rng(0), dtype)
         x = np.zeros((2, 1), np.intp) if embed else np.ones((2, 3, 1), dtype)
         h = layer.forward(p, x, layer.zero_state(1, dtype), feature_major=True)
         layer.backward(p, np.ones_like(h), {k: np.zeros_like(v) for k, v in p.items()}, need_dx=not embed,
                        feature_major=True)
+    _parts = saved
+    _split = numba.threading_layer() in ("omp", "tbb")
     from .optim import Adam
 
     adam = Adam({"w": np.zeros(2, dtype)})
@@ -97,79 +189,71 @@ class _Fused:
     writes_columns = True
 
     def _gather(self, table: np.ndarray, x: np.ndarray, g: np.ndarray) -> None:
-        kernels.gather_columns(table, x, g)
+        kernels.gather_columns(table, x, g, _parts)
 
     def _transpose_halving(self, W: np.ndarray, out: np.ndarray, bias: np.ndarray | None = None) -> None:
         kernels.transpose_halving(W, np.empty(0, W.dtype) if bias is None else bias, out, self.sigmoid_rows)
 
     def _scatter_columns(self, dg: np.ndarray, ids: np.ndarray, out: np.ndarray) -> None:
         out.fill(0)
-        kernels.scatter_columns(dg, ids, out)
+        kernels.scatter_columns(dg, ids, out, _parts)
+
+    @staticmethod
+    def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        matmul(a, b, out)
+
+    def _row_sums(self, a: np.ndarray, ones: np.ndarray) -> np.ndarray:
+        out = self.ws.get(f"row_sums{a.shape[0]}", (a.shape[0], 1), a.dtype)
+        matmul(a, ones[:, None], out)
+        return out[:, 0]
 
 
 class Elman(_Fused, cells.Elman):
     def _recur(self, p: dict, W_hT: np.ndarray, tr: cells.Trace) -> None:
-        a, h, act = tr.gates, tr.h, ACTIVATIONS[self.activation]
-        for t in range(len(a)):
-            np.matmul(W_hT, h[t], out=h[t + 1])
-            kernels.elman_forward(a[t], h[t + 1], act, tr.hP, t + 1)
+        fn, wide = _gemm.fn(W_hT.dtype)
+        kernels.elman_forward_loop(fn, wide, _parts, W_hT, tr.gates, tr.h, ACTIVATIONS[self.activation], tr.hP)
 
     def _recur_back(self, p: dict, dhs: np.ndarray, tr: cells.Trace, da, need_dstate0: bool, dcs):
-        W_hh, h, act = p[self.key_h], tr.h, ACTIVATIONS[self.activation]
+        W_hh = p[self.key_h]
         T, H, B = dhs.shape
         dh = self.ws.get("dh", (H, B), da.dtype)
         dh.fill(0)
-        cols = self._grad_columns(da)
-        for t in range(T - 1, -1, -1):
-            kernels.elman_backward(h[t + 1], dhs[t], dh, da[t], act, cols, t)
-            if t or need_dstate0:
-                np.matmul(W_hh, da[t], out=dh)
+        fn, wide = _gemm.fn(da.dtype)
+        kernels.elman_backward_loop(fn, wide, _parts, W_hh, tr.h, dhs, dh, da, ACTIVATIONS[self.activation],
+                                    self._grad_columns(da), need_dstate0)
         self.dstate0 = dh.T.copy() if need_dstate0 else None
 
 
 class LSTM(_Fused, cells.LSTM):
     def _recur(self, p: dict, W_hT: np.ndarray, tr: cells.Trace) -> None:
-        g, h, c, tc = tr.gates, tr.h, tr.c, tr.tanh_c
-        tmp = self.ws.get("tmp", g.shape[1:], g.dtype)
-        for t in range(len(g)):
-            np.matmul(W_hT, h[t], out=tmp)
-            kernels.lstm_forward(g[t], tmp, c[t], c[t + 1], tc[t], h[t + 1], tr.hP, t + 1)
+        tmp = self.ws.get("tmp", tr.gates.shape[1:], tr.gates.dtype)
+        fn, wide = _gemm.fn(W_hT.dtype)
+        kernels.lstm_forward_loop(fn, wide, _parts, W_hT, tr.gates, tmp, tr.c, tr.tanh_c, tr.h, tr.hP)
 
     def _recur_back(self, p: dict, dhs: np.ndarray, tr: cells.Trace, da, need_dstate0: bool, dcs):
-        W_h, g, c, tc = p[self.key_h], tr.gates, tr.c, tr.tanh_c
+        if dcs is not None:  # d loss / d c_t from outside (the encoder-decoder's): numpy's loop
+            return super()._recur_back(p, dhs, tr, da, need_dstate0, dcs)
         T, H, B = dhs.shape
         dh, dc = self.ws.get("dh", (H, B), da.dtype), self.ws.get("dc", (H, B), da.dtype)
         dh.fill(0)
         dc.fill(0)
-        cols = self._grad_columns(da)
-        for t in range(T - 1, -1, -1):
-            if dcs is not None:
-                dc += dcs[t].T  # d loss / d c_t from outside the layer
-            kernels.lstm_backward(g[t], c[t], tc[t], dhs[t], dh, dc, da[t], cols, t)
-            if t or need_dstate0:
-                np.matmul(W_h, da[t], out=dh)
+        fn, wide = _gemm.fn(da.dtype)
+        kernels.lstm_backward_loop(fn, wide, _parts, p[self.key_h], tr.gates, tr.c, tr.tanh_c, dhs, dh, dc, da,
+                                   self._grad_columns(da), need_dstate0)
         self.dstate0 = (dh.T.copy(), dc.T.copy()) if need_dstate0 else None
 
 
 class GRU(_Fused, cells.GRU):
     def _recur(self, p: dict, W_hT: np.ndarray, tr: cells.Trace) -> None:
-        g, h, hn = tr.gates, tr.h, tr.hn
-        b_hn = p[self.keys["b_hn"]]
-        tmp = self.ws.get("tmp", g.shape[1:], g.dtype)
-        for t in range(len(g)):
-            np.matmul(W_hT, h[t], out=tmp)
-            kernels.gru_forward(g[t], tmp, b_hn, h[t], hn[t], h[t + 1], tr.hP, t + 1)
+        tmp = self.ws.get("tmp", tr.gates.shape[1:], tr.gates.dtype)
+        fn, wide = _gemm.fn(W_hT.dtype)
+        kernels.gru_forward_loop(fn, wide, _parts, W_hT, tr.gates, tmp, p[self.keys["b_hn"]], tr.h, tr.hn, tr.hP)
 
     def _recur_back(self, p: dict, dhs: np.ndarray, tr: cells.Trace, da, need_dstate0: bool, dcs):
         T, H, B = dhs.shape
-        g, h, hn = tr.gates, tr.h, tr.hn
-        W_h = self._W_h_nrz(p)
         dh, direct = self.ws.get("dh", (H, B), da.dtype), self.ws.get("tmp2", (H, B), da.dtype)
         dh.fill(0)
-        cols = self._grad_columns(da)
-        for t in range(T - 1, -1, -1):
-            kernels.gru_backward(g[t], hn[t], h[t], dhs[t], dh, da[t], direct, cols, t)
-            if t or need_dstate0:
-                np.matmul(W_h, da[t, : 3 * H], out=dh)
-                dh += direct
+        fn, wide = _gemm.fn(da.dtype)
+        kernels.gru_backward_loop(fn, wide, _parts, self._W_h_nrz(p), tr.gates, tr.hn, tr.h, dhs, dh, da, direct,
+                                  self._grad_columns(da), need_dstate0)
         self.dstate0 = dh.T.copy() if need_dstate0 else None

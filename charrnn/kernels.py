@@ -18,8 +18,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, types
-from numba.extending import overload
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic, overload
 
 # cache=True: compiled once per machine (about 10 s), then loaded from charrnn/__pycache__ or
 # numba's user cache. error_model="numpy": no Python zero-division checks, which would stop
@@ -68,23 +69,41 @@ def tanh_into(x, out):
         out[j] = tanh(x[j])
 
 
+@njit(parallel=True, **_JIT)
+def gather_columns(table, ids, out, parts):
+    """out[t, :, b] = table[:, ids[t, b]]: the one-hot product for every step at once, its steps
+    split in `parts`."""
+    T = ids.shape[0]
+    if parts == 1:
+        _gather(table, ids, out, 0, T)
+    else:
+        for s in prange(parts):
+            t0, t1 = _part(T, parts, s)
+            _gather(table, ids, out, t0, t1)
+
+
 @njit(**_JIT)
-def gather_columns(table, ids, out):
-    """out[t, :, b] = table[:, ids[t, b]]: the one-hot product for every step at once."""
-    T, B = ids.shape
-    for t in range(T):
+def _gather(table, ids, out, t0, t1):
+    B = ids.shape[1]
+    for t in range(t0, t1):
         for r in range(table.shape[0]):
             row = table[r]
             for b in range(B):
                 out[t, r, b] = row[ids[t, b]]
 
 
+@njit(**_JIT)
+def _part(n, parts, s):
+    """Part s of range(n) split in `parts`: (start, stop)."""
+    return n * s // parts, n * (s + 1) // parts
+
+
 # -- Elman: act is 0 tanh, 1 relu, 2 sigmoid (cells.ACTIVATIONS) ----------------------------
 @njit(**_JIT)
-def elman_forward(a, h, act, cols, t):
+def elman_forward(a, h, act, cols, t, k0, k1):
     """h = act(h + a): h holds W_hh^T h_{t-1}, a the input side's x_t W_xh + b_h."""
     half = h.dtype.type(0.5)
-    for k in range(h.shape[0]):
+    for k in range(k0, k1):
         for b in range(h.shape[1]):
             v = h[k, b] + a[k, b]
             if act == 0:
@@ -97,10 +116,10 @@ def elman_forward(a, h, act, cols, t):
 
 
 @njit(**_JIT)
-def elman_backward(h, dhs, dh, da, act, cols, t):
+def elman_backward(h, dhs, dh, da, act, cols, t, k0, k1):
     """da = (dh + dhs) act'(a), written from the output h = act(a)."""
     one = h.dtype.type(1)
-    for k in range(h.shape[0]):
+    for k in range(k0, k1):
         for b in range(h.shape[1]):
             d = dh[k, b] + dhs[k, b]
             v = h[k, b]
@@ -115,12 +134,12 @@ def elman_backward(h, dhs, dh, da, act, cols, t):
 
 # -- LSTM: rows i, f, o, g -------------------------------------------------------------------
 @njit(**_JIT)
-def lstm_forward(g, p, c0, c1, tc, h, cols, t):
+def lstm_forward(g, p, c0, c1, tc, h, cols, t, k0, k1):
     """g: the input side's pre-activations (4H, B), p: W_h^T h_{t-1}; g becomes the gates
     i, f, o, g; c1 = f c0 + i g, tc = tanh(c1), h = o tc."""
     H, B = c0.shape
     half = g.dtype.type(0.5)
-    for k in range(H):
+    for k in range(k0, k1):
         for b in range(B):
             i = half + half * tanh(g[k, b] + p[k, b])
             f = half + half * tanh(g[H + k, b] + p[H + k, b])
@@ -134,12 +153,12 @@ def lstm_forward(g, p, c0, c1, tc, h, cols, t):
 
 
 @njit(**_JIT)
-def lstm_backward(g, c0, tc, dhs, dh, dc, da, cols, t):
+def lstm_backward(g, c0, tc, dhs, dh, dc, da, cols, t, k0, k1):
     """From d loss / d h_t (dh from step t+1, plus dhs from above) and d loss / d c_t from
     step t+1 (dc): da, d loss / d the four pre-activations; dc becomes d loss / d c_{t-1}."""
     H, B = c0.shape
     one = g.dtype.type(1)
-    for k in range(H):
+    for k in range(k0, k1):
         for b in range(B):
             d = dh[k, b] + dhs[k, b]
             i, f, o, gg, u = g[k, b], g[H + k, b], g[2 * H + k, b], g[3 * H + k, b], tc[k, b]
@@ -153,12 +172,12 @@ def lstm_backward(g, c0, tc, dhs, dh, dc, da, cols, t):
 
 # -- GRU: rows r, z, n; its gradient buffer's rows d h_n, d a_r, d a_z, d a_n (cells.py) ----
 @njit(**_JIT)
-def gru_forward(g, p, b_hn, h0, hn, h1, cols, t):
+def gru_forward(g, p, b_hn, h0, hn, h1, cols, t, k0, k1):
     """g: the input side's pre-activations (3H, B), p: W_h^T h_{t-1} (h_r/2, h_z/2, h_n);
     g becomes r, z, n; hn = h_n + b_hn; h1 = n + z (h0 - n)."""
     H, B = h0.shape
     half = g.dtype.type(0.5)
-    for k in range(H):
+    for k in range(k0, k1):
         for b in range(B):
             r = half + half * tanh(g[k, b] + p[k, b])
             z = half + half * tanh(g[H + k, b] + p[H + k, b])
@@ -169,12 +188,12 @@ def gru_forward(g, p, b_hn, h0, hn, h1, cols, t):
 
 
 @njit(**_JIT)
-def gru_backward(g, hn, h0, dhs, dh, da, direct, cols, t):
+def gru_backward(g, hn, h0, dhs, dh, da, direct, cols, t, k0, k1):
     """da (4H, B) from d loss / d h_t (dh + dhs); direct = (dh + dhs) z, the path
     h_{t-1} -> h_t that bypasses the product."""
     H, B = h0.shape
     one = g.dtype.type(1)
-    for k in range(H):
+    for k in range(k0, k1):
         for b in range(B):
             d = dh[k, b] + dhs[k, b]
             r, z, n = g[k, b], g[H + k, b], g[2 * H + k, b]
@@ -184,6 +203,214 @@ def gru_backward(g, hn, h0, dhs, dh, da, direct, cols, t):
             da[2 * H + k, b] = cols[2 * H + k, t, b] = d * (h0[k, b] - n) * z * (one - z)
             da[3 * H + k, b] = cols[3 * H + k, t, b] = dan
             direct[k, b] = d * z
+
+
+# -- numpy's BLAS from inside the loops -------------------------------------------------------
+# The step products are BLAS's gemm, called from the compiled loops through its address
+# (charrnn/cblas.py finds numpy's own; `fn` is the one for the arrays' dtype, `wide` 1 if its
+# integers are 64-bit): no Python between steps. With `parts` > 1, each of numba's threads
+# multiplies its own rows of a product with a one-thread gemm and then runs the gate maths of
+# those rows, so the gate maths run on every core too (beside BLAS's own threads they ran on
+# one core while BLAS's other threads spun). A loop's threads meet once a step.
+NO_TRANS, TRANS = 111, 112  # CBLAS_TRANSPOSE
+
+
+@intrinsic
+def _gemm_call(typingctx, fn, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc):
+    """cblas_?gemm(RowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) at address
+    fn; A, B, C are addresses, the integers' type (int32 or int64) the library's."""
+    sig = types.void(fn, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
+
+    def codegen(context, builder, signature, args):
+        i32, ptr = ir.IntType(32), ir.IntType(8).as_pointer()
+        ty = [context.get_value_type(t) for t in signature.args]
+        fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, ty[3], ty[4], ty[5], ty[6], ptr, ty[8], ptr,
+                                               ty[10], ty[11], ptr, ty[13]])
+        f, ta_, tb_, M_, N_, K_, al, A_, lda_, B_, ldb_, be, C_, ldc_ = args
+        call = [ir.Constant(i32, 101), builder.trunc(ta_, i32), builder.trunc(tb_, i32), M_, N_, K_, al,
+                builder.inttoptr(A_, ptr), lda_, builder.inttoptr(B_, ptr), ldb_, be, builder.inttoptr(C_, ptr), ldc_]
+        builder.call(builder.inttoptr(f, fnty.as_pointer()), call)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(**_JIT)
+def _gemm(fn, wide, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc):
+    """C = alpha op(A) op(B) + beta C, the matrices given by address."""
+    if M <= 0 or N <= 0:
+        return
+    if wide:
+        _gemm_call(fn, ta, tb, np.int64(M), np.int64(N), np.int64(K), alpha, A, np.int64(lda), B, np.int64(ldb),
+                   beta, C, np.int64(ldc))
+    else:
+        _gemm_call(fn, ta, tb, np.int32(M), np.int32(N), np.int32(K), alpha, A, np.int32(lda), B, np.int32(ldb),
+                   beta, C, np.int32(ldc))
+
+
+@njit(**_JIT)
+def _product(fn, wide, a, b, c):
+    """c = a @ b, 2-D arrays whose rows are contiguous (a block of rows of a C array is)."""
+    size = a.itemsize
+    one, zero = a.dtype.type(1), a.dtype.type(0)
+    _gemm(fn, wide, NO_TRANS, NO_TRANS, c.shape[0], c.shape[1], a.shape[1], one, a.ctypes.data,
+          a.strides[0] // size, b.ctypes.data, b.strides[0] // size, zero, c.ctypes.data, c.strides[0] // size)
+
+
+@njit(parallel=True, **_JIT)
+def gemm(fn, wide, parts, ta, tb, M, N, K, A, lda, sa, B, ldb, sb, C, ldc, sc, batch, one, zero, size):
+    """C[i] = op(A[i]) op(B[i]) for i < batch (element strides sa, sb, sc between the matrices
+    of a batch; 0 repeats one; `size` the bytes of an element), split in `parts` by C's rows, or by its columns when it has
+    fewer rows than columns, each part one-thread gemms on one of numba's threads."""
+    if parts == 1:
+        for i in range(batch):
+            _gemm(fn, wide, ta, tb, M, N, K, one, A + i * sa * size, lda, B + i * sb * size, ldb, zero,
+                  C + i * sc * size, ldc)
+        return
+    by_rows = M >= N
+    for s in prange(parts):
+        lo, hi = _part(M if by_rows else N, parts, s)
+        for i in range(batch):
+            a, b, c = A + i * sa * size, B + i * sb * size, C + i * sc * size
+            if by_rows:  # rows lo..hi of op(A) and of C
+                _gemm(fn, wide, ta, tb, hi - lo, N, K, one, a + lo * (lda if ta == NO_TRANS else 1) * size, lda,
+                      b, ldb, zero, c + lo * ldc * size, ldc)
+            else:  # columns lo..hi of op(B) and of C
+                _gemm(fn, wide, ta, tb, M, hi - lo, K, one, a, lda, b + lo * (1 if tb == NO_TRANS else ldb) * size,
+                      ldb, zero, c + lo * size, ldc)
+
+
+# -- the step loops: a chunk's T steps in one call, hidden units split in `parts` ------------
+@njit(**_JIT)
+def _gate_products(fn, wide, W_hT, h, out, gates, k0, k1):
+    """out's rows for units k0..k1 of every gate = those rows of W_hT (gates*H, H) @ h (H, B)."""
+    H = h.shape[0]
+    if k0 == 0 and k1 == H:
+        _product(fn, wide, W_hT, h, out)
+    else:
+        for q in range(gates):
+            _product(fn, wide, W_hT[q * H + k0 : q * H + k1], h, out[q * H + k0 : q * H + k1])
+
+
+@njit(**_JIT)
+def _elman_step(fn, wide, W_hT, a, h, act, cols, t, k0, k1):
+    _product(fn, wide, W_hT[k0:k1], h[t], h[t + 1, k0:k1])
+    elman_forward(a[t], h[t + 1], act, cols, t + 1, k0, k1)
+
+
+@njit(parallel=True, **_JIT)
+def elman_forward_loop(fn, wide, parts, W_hT, a, h, act, cols):
+    """h[t+1] = act(W_hh^T h[t] + a[t]) for every t."""
+    H = h.shape[1]
+    for t in range(a.shape[0]):
+        if parts == 1:
+            _elman_step(fn, wide, W_hT, a, h, act, cols, t, 0, H)
+        else:
+            for s in prange(parts):
+                k0, k1 = _part(H, parts, s)
+                _elman_step(fn, wide, W_hT, a, h, act, cols, t, k0, k1)
+
+
+@njit(**_JIT)
+def _elman_back_step(fn, wide, W_hh, h, dhs, dh, da, act, cols, t, k0, k1):
+    if t + 1 < dhs.shape[0]:  # d loss / d h_t through step t+1's product
+        _product(fn, wide, W_hh[k0:k1], da[t + 1], dh[k0:k1])
+    if t >= 0:
+        elman_backward(h[t + 1], dhs[t], dh, da[t], act, cols, t, k0, k1)
+
+
+@njit(parallel=True, **_JIT)
+def elman_backward_loop(fn, wide, parts, W_hh, h, dhs, dh, da, act, cols, need_dstate0):
+    """da[t] for t = T-1..0 from dhs and dh (d loss / d h_T, zeros); dh ends as d loss / d h_0
+    with need_dstate0."""
+    H = dhs.shape[1]
+    for t in range(dhs.shape[0] - 1, -2 if need_dstate0 else -1, -1):
+        if parts == 1:
+            _elman_back_step(fn, wide, W_hh, h, dhs, dh, da, act, cols, t, 0, H)
+        else:
+            for s in prange(parts):
+                k0, k1 = _part(H, parts, s)
+                _elman_back_step(fn, wide, W_hh, h, dhs, dh, da, act, cols, t, k0, k1)
+
+
+@njit(**_JIT)
+def _lstm_step(fn, wide, W_hT, g, tmp, c, tc, h, cols, t, k0, k1):
+    _gate_products(fn, wide, W_hT, h[t], tmp, 4, k0, k1)
+    lstm_forward(g[t], tmp, c[t], c[t + 1], tc[t], h[t + 1], cols, t + 1, k0, k1)
+
+
+@njit(parallel=True, **_JIT)
+def lstm_forward_loop(fn, wide, parts, W_hT, g, tmp, c, tc, h, cols):
+    H = h.shape[1]
+    for t in range(g.shape[0]):
+        if parts == 1:
+            _lstm_step(fn, wide, W_hT, g, tmp, c, tc, h, cols, t, 0, H)
+        else:
+            for s in prange(parts):
+                k0, k1 = _part(H, parts, s)
+                _lstm_step(fn, wide, W_hT, g, tmp, c, tc, h, cols, t, k0, k1)
+
+
+@njit(**_JIT)
+def _lstm_back_step(fn, wide, W_h, g, c, tc, dhs, dh, dc, da, cols, t, k0, k1):
+    if t + 1 < dhs.shape[0]:
+        _product(fn, wide, W_h[k0:k1], da[t + 1], dh[k0:k1])
+    if t >= 0:
+        lstm_backward(g[t], c[t], tc[t], dhs[t], dh, dc, da[t], cols, t, k0, k1)
+
+
+@njit(parallel=True, **_JIT)
+def lstm_backward_loop(fn, wide, parts, W_h, g, c, tc, dhs, dh, dc, da, cols, need_dstate0):
+    """As elman_backward_loop; dc (zeros) ends as d loss / d c_0."""
+    H = dhs.shape[1]
+    for t in range(dhs.shape[0] - 1, -2 if need_dstate0 else -1, -1):
+        if parts == 1:
+            _lstm_back_step(fn, wide, W_h, g, c, tc, dhs, dh, dc, da, cols, t, 0, H)
+        else:
+            for s in prange(parts):
+                k0, k1 = _part(H, parts, s)
+                _lstm_back_step(fn, wide, W_h, g, c, tc, dhs, dh, dc, da, cols, t, k0, k1)
+
+
+@njit(**_JIT)
+def _gru_step(fn, wide, W_hT, g, tmp, b_hn, h, hn, cols, t, k0, k1):
+    _gate_products(fn, wide, W_hT, h[t], tmp, 3, k0, k1)
+    gru_forward(g[t], tmp, b_hn, h[t], hn[t], h[t + 1], cols, t + 1, k0, k1)
+
+
+@njit(parallel=True, **_JIT)
+def gru_forward_loop(fn, wide, parts, W_hT, g, tmp, b_hn, h, hn, cols):
+    H = h.shape[1]
+    for t in range(g.shape[0]):
+        if parts == 1:
+            _gru_step(fn, wide, W_hT, g, tmp, b_hn, h, hn, cols, t, 0, H)
+        else:
+            for s in prange(parts):
+                k0, k1 = _part(H, parts, s)
+                _gru_step(fn, wide, W_hT, g, tmp, b_hn, h, hn, cols, t, k0, k1)
+
+
+@njit(**_JIT)
+def _gru_back_step(fn, wide, W_h, g, hn, h, dhs, dh, da, direct, cols, t, k0, k1):
+    H = dhs.shape[1]
+    if t + 1 < dhs.shape[0]:  # through step t+1's product, plus the path that bypasses it
+        _product(fn, wide, W_h[k0:k1], da[t + 1, : 3 * H], dh[k0:k1])
+        dh[k0:k1] += direct[k0:k1]
+    if t >= 0:
+        gru_backward(g[t], hn[t], h[t], dhs[t], dh, da[t], direct, cols, t, k0, k1)
+
+
+@njit(parallel=True, **_JIT)
+def gru_backward_loop(fn, wide, parts, W_h, g, hn, h, dhs, dh, da, direct, cols, need_dstate0):
+    """As elman_backward_loop; W_h (H, 3H) in the gradient rows' order n, r, z."""
+    H = dhs.shape[1]
+    for t in range(dhs.shape[0] - 1, -2 if need_dstate0 else -1, -1):
+        if parts == 1:
+            _gru_back_step(fn, wide, W_h, g, hn, h, dhs, dh, da, direct, cols, t, 0, H)
+        else:
+            for s in prange(parts):
+                k0, k1 = _part(H, parts, s)
+                _gru_back_step(fn, wide, W_h, g, hn, h, dhs, dh, da, direct, cols, t, k0, k1)
 
 
 # -- the optimizer ----------------------------------------------------------------------------
@@ -219,12 +446,24 @@ def transpose_halving(src, bias, dst, halved):
                 dst[i, j] = ((src[j, i] + bias[i]) if add else src[j, i]) * scale
 
 
-@njit(**_JIT)
-def scatter_columns(dg, ids, out):
+@njit(parallel=True, **_JIT)
+def scatter_columns(dg, ids, out, parts):
     """out[:, ids[j]] += dg[:, j] for every column j: d W_x^T from d loss / d pre-activation
-    (R, n), the one-hot product's transpose without its multiplications by zero."""
-    R, n = dg.shape
-    for k in range(R):
+    (R, n), the one-hot product's transpose without its multiplications by zero; rows split in
+    `parts`."""
+    R = dg.shape[0]
+    if parts == 1:
+        _scatter(dg, ids, out, 0, R)
+    else:
+        for s in prange(parts):
+            k0, k1 = _part(R, parts, s)
+            _scatter(dg, ids, out, k0, k1)
+
+
+@njit(**_JIT)
+def _scatter(dg, ids, out, k0, k1):
+    n = dg.shape[1]
+    for k in range(k0, k1):
         row, src = out[k], dg[k]
         for j in range(n):
             row[ids[j]] += src[j]

@@ -53,6 +53,10 @@ class ForwardPass:
     layers: list = field(default_factory=list)  # the layers that ran it (Model.train_layers or .layers)
 
 
+def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    np.matmul(a, b, out=out)
+
+
 class Model:
     """Parameters plus forward/backward over a (T, B) chunk of ids."""
 
@@ -64,6 +68,8 @@ class Model:
         self.kernels = "numpy"
         self.layers = self._make_layers(CELL_CLASSES)
         self.train_layers = self.layers  # what forward(train=True) runs: see use_kernels()
+        self._matmul = _matmul  # training's output-layer products: see use_kernels()
+        self.thread_setter = None  # what sets training's threads (threads.tuner), None: BLAS's
         self.params: dict[str, np.ndarray] = {}
         self._grads: dict[str, np.ndarray] | None = None
         self.ws = Workspace()
@@ -94,6 +100,8 @@ class Model:
             if kernels == "numba":
                 fused.warm(self.cell, self.activation, self.dtype)
             self.train_layers = self.layers if kernels == "numpy" else self._make_layers(fused.cell_classes())
+            self._matmul = _matmul if kernels == "numpy" else fused.matmul
+            self.thread_setter = None if kernels == "numpy" else fused.use_threads
             self.kernels = kernels
         return self
 
@@ -168,7 +176,7 @@ class Model:
         else:
             top = layers[-1].trace.hP[:, T - k1 + 1 :].reshape(self.H, N)  # h_{T-k1+1}..h_T
         probs = self.ws.get("probs", (self.V, N), self.dtype)  # logits first, then softmax in place
-        np.matmul(self.params["W_hy"].T, top, out=probs)
+        (self._matmul if train else np.matmul)(self.params["W_hy"].T, top, probs)
         probs += self.params["b_y"][:, None]
         targets = y[T - k1 :].reshape(-1)
         loss = softmax_cross_entropy(probs, targets, axis=0)
@@ -186,7 +194,7 @@ class Model:
         d, N = last.probs, len(last.targets)
         d[last.targets, np.arange(N)] -= 1  # d loss / d y = (p - onehot(target)) / N
         d *= 1.0 / N
-        np.matmul(last.top, d.T, out=grads["W_hy"])
+        self._matmul(last.top, d.T, grads["W_hy"])
         grads["b_y"] += d.sum(axis=1)
         T, k1, H = last.T, last.k1, self.H
         B = N // k1
@@ -194,7 +202,7 @@ class Model:
         dh[: T - k1] = 0  # the context steps, outside the loss
         # d loss / d top = W_hy d, one (H, V) @ (V, B) product per step straight into the layers'
         # (T, H, B) layout: faster than one (H, V) @ (V, k1*B) product and a copy (docs/performance.md).
-        np.matmul(self.params["W_hy"], d.reshape(self.V, k1, B).transpose(1, 0, 2), out=dh[T - k1 :])
+        self._matmul(self.params["W_hy"], d.reshape(self.V, k1, B).transpose(1, 0, 2), dh[T - k1 :])
         for i in range(len(last.layers) - 1, -1, -1):
             if last.masks[i] is not None:
                 dh *= last.masks[i]

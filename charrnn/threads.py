@@ -110,14 +110,18 @@ def can_switch() -> bool:
     return True
 
 
-def tuner() -> "Tuner":
-    """A Tuner for a training loop: measuring with auto, else fixed at the threads set."""
+def tuner(apply=None) -> "Tuner":
+    """A Tuner for a training loop: measuring with auto, else fixed at the threads set.
+
+    apply(n) sets n threads for the coming updates: by default BLAS's (set_blas); training's
+    compiled loops bring their own (fused.use_threads)."""
     n = threads()
     if _auto and n > 1 and _USER_BLAS is None and can_switch():
-        return Tuner((1, n))
+        return Tuner((1, n), apply or set_blas)
+    keep = apply or (lambda n: None)  # already in force
     if _auto and _USER_BLAS is not None:  # the user's own count, which auto leaves alone
-        return Tuner((_as_count(_USER_BLAS),), apply=lambda n: None)
-    return Tuner((_blas or n,), apply=lambda n: None)
+        return Tuner((_as_count(_USER_BLAS),), apply=keep)
+    return Tuner((_blas or n,), apply=keep)
 
 
 def _as_count(value: str | None) -> int | None:

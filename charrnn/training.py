@@ -223,7 +223,7 @@ class Run:
         self.n_updates = self.n_clipped = 0  # this session's updates, and those whose gradient was clipped
         self.first_step, self.before = self.state.step, self.state.elapsed  # this session's start; earlier time
         self.clock = time.perf_counter() - self.before  # so elapsed counts the whole run, across resumes
-        self.tuner = threads.tuner()  # BLAS threads per update, by measuring (threads.py)
+        self.tuner = threads.tuner(self.model.thread_setter)  # threads per update, by measuring (threads.py)
         return self
 
     def train(self) -> Result:

@@ -46,9 +46,12 @@ def _train_step(model, x, y, state, advance=None):
 @needs_numba
 @pytest.mark.parametrize("cell,activation", CELLS)
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 2e-5)])
-def test_compiled_training_step_matches_numpy(cell, activation, dtype, tol):
+@pytest.mark.parametrize("parts", [1, 4])
+def test_compiled_training_step_matches_numpy(cell, activation, dtype, tol, parts, monkeypatch):
     """Loss, carried state and every gradient, 2 layers with dropout and TBPTT's advance: float64
-    to rounding (tanh is libm's there), float32 within its rounding (tanh is a rational fit)."""
+    to rounding (tanh is libm's there), float32 within its rounding (tanh is a rational fit).
+    In one part and in 4 (H = 6: parts of 1 and 2 units, more parts than numba has threads)."""
+    monkeypatch.setattr(fused, "_parts", parts)
     ref, fast = _pair(cell, activation, dtype, dropout=0.3)
     rng = np.random.default_rng(3)
     T, B = 9, 5
@@ -74,6 +77,78 @@ def test_compiled_gradients_match_finite_differences(cell, activation):
     T, B = 3, 2
     x, y = rng.integers(0, 7, (T, B)), rng.integers(0, 7, (T, B))
     check_gradients(model, x, y, _random_state(model, B, rng), train=True)
+
+
+@needs_numba
+@pytest.mark.parametrize("parts", [1, 3])
+def test_compiled_gradients_in_parts_match_finite_differences(parts, monkeypatch):
+    """The LSTM's loops split in parts (H = 6 in 3: two units each), float64."""
+    monkeypatch.setattr(fused, "_parts", parts)
+    _, model = _pair("lstm", "tanh", "float64", seed=5)
+    rng = np.random.default_rng(9)
+    x, y = rng.integers(0, 7, (3, 2)), rng.integers(0, 7, (3, 2))
+    check_gradients(model, x, y, _random_state(model, 2, rng), train=True)
+
+
+@needs_numba
+@pytest.mark.parametrize("parts", [1, 2, 3])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_split_product_is_numpys(parts, dtype, monkeypatch):
+    """fused.matmul: transposed operands, stacks, a broadcast matrix, row and column splits, views
+    with a leading dimension wider than their rows; what BLAS cannot read in place goes to numpy."""
+    fused.load()
+    monkeypatch.setattr(fused, "_parts", parts)
+    rng = np.random.default_rng(parts)
+    new = lambda *shape: rng.normal(size=shape).astype(dtype)  # noqa: E731
+    wide = new(9, 20)
+    cases = [(new(7, 5), new(5, 11)),  # more columns than rows: split by columns
+             (new(12, 5), new(5, 3)),  # by rows
+             (new(5, 7).T, new(11, 5).T),  # both transposed
+             (wide[:, 3:8], new(5, 4)),  # a leading dimension of 20
+             (new(6, 5), new(4, 5, 3)),  # a matrix against a stack
+             (new(4, 6, 5), new(4, 5, 3)),  # two stacks
+             (new(6, 4).reshape(6, 4)[:, ::2], new(2, 3)),  # strided columns: numpy's own product
+             (new(1, 5), new(5, 1))]
+    for a, b in cases:
+        expected = np.matmul(a, b)
+        out = np.full(expected.shape, np.nan, dtype)
+        fused.matmul(a, b, out)
+        np.testing.assert_allclose(out, expected, rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-6)
+
+
+def test_threads_split_the_loops_or_go_to_blas(monkeypatch):
+    """With a pool that starts fast (OpenMP, TBB) the loops take the threads and BLAS one; with
+    numba's own queue, BLAS takes them and the loops run in one part."""
+    from charrnn import threads
+
+    blas = []
+    monkeypatch.setattr(threads, "set_blas", blas.append)
+    monkeypatch.setattr(fused, "_parts", 1)
+    monkeypatch.setattr(fused, "_split", False)
+    fused.use_threads(2)
+    assert (blas, fused.parts()) == ([2], 1)
+    if fused.installed():
+        import numba
+
+        monkeypatch.setattr(fused, "_split", True)
+        before = numba.get_num_threads()
+        try:
+            fused.use_threads(2)
+            assert blas[-1] == 1 and fused.parts() == min(2, numba.config.NUMBA_NUM_THREADS)
+            assert numba.get_num_threads() == fused.parts()
+        finally:
+            numba.set_num_threads(before)
+    fused.use_threads(None)  # the user's own BLAS count: left alone
+    assert fused.parts() == 1 and len(blas) == (2 if fused.installed() else 1)
+
+
+@needs_numba
+def test_numpys_blas_is_found_and_checked():
+    from charrnn import cblas
+
+    gemm = cblas.find()
+    assert gemm.sgemm and gemm.dgemm and gemm.sgemm != gemm.dgemm
+    assert gemm.fn(np.float64) == (gemm.dgemm, gemm.wide)
 
 
 @needs_numba
