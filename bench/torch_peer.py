@@ -27,8 +27,8 @@ usage:
   .venv-peer/bin/python bench/torch_peer.py sample --hidden-size 512 --vocab-size 84 --speed   # untrained, for speed
 
 train prints one JSON line on stdout: steps, elapsed, chars_per_sec (every update, validation
-included, as charrnn train reports it), steady_chars_per_sec (after the first 3 updates, for
-speed comparisons), train_loss, best_val_loss, ...
+included, as charrnn train reports it), steady_chars_per_sec (after the first --skip updates, default 3,
+for speed comparisons), train_loss, best_val_loss, ...
 """
 from __future__ import annotations
 
@@ -144,7 +144,7 @@ def score_ids(net, ids, streams: int = 1) -> tuple:
     return total / count, count
 
 
-def train(config: Config, corpus: list, out: str, quiet: bool = False) -> dict:
+def train(config: Config, corpus: list, out: str, quiet: bool = False, skip: int = 3) -> dict:
     import torch
     import torch.nn.functional as F
 
@@ -167,7 +167,7 @@ def train(config: Config, corpus: list, out: str, quiet: bool = False) -> dict:
     step, chunk, state, best, best_state, loss = 0, 0, None, None, None, float("nan")
     net.train()
     start = time.perf_counter()
-    warm = None  # (time, step) after the first 3 updates, whose one-off set-up costs are not speed
+    warm = None  # (time, step) after the first `skip` updates, whose one-off set-up costs are not speed
     while True:
         if chunk == streams.chunks_per_epoch:  # a new epoch starts from zero states
             chunk, state = 0, None
@@ -193,7 +193,7 @@ def train(config: Config, corpus: list, out: str, quiet: bool = False) -> dict:
                     p.mul_(1.0 - lr * config.weight_decay)
         opt.step()
         step, chunk, loss = step + 1, chunk + 1, loss_t.item()
-        if step == 3:
+        if step == skip:
             warm = (time.perf_counter(), step)
         if not math.isfinite(loss):
             raise CharRNNError(f"training diverged at step {step}: the loss is not finite")
@@ -210,7 +210,7 @@ def train(config: Config, corpus: list, out: str, quiet: bool = False) -> dict:
             break
     end = time.perf_counter()
     elapsed = end - start
-    steady = (step - warm[1]) * config.batch_size * config.seq_len / (end - warm[0]) if warm and step > 3 else None
+    steady = (step - warm[1]) * config.batch_size * config.seq_len / (end - warm[0]) if warm and step > skip else None
     _save(out, config, data.vocab.chars, best_state or net.state_dict(), step, best)
     return {"side": "torch", "torch": torch.__version__, "threads": torch.get_num_threads(),
             "cell": config.cell, "steps": step, "elapsed": round(elapsed, 3),
@@ -306,6 +306,7 @@ def parse(argv):
     t.add_argument("--config", dest="config_file")
     t.add_argument("--out", default="peer.pt", help="the trained model (best validation) [default: peer.pt]")
     t.add_argument("--quiet", "-q", action="store_true")
+    t.add_argument("--skip", type=int, default=3, help="steady_chars_per_sec counts the updates after these [default: 3]")
     t.add_argument("--threads", type=int, default=0, help="torch threads [default: torch's choice]")
     add_config_flags(t)
     e = sub.add_parser("eval", help="score FILE as one stream, as charrnn eval does")
@@ -340,7 +341,7 @@ def run(a) -> None:
                 raise CharRNNError(f"the peer does not implement {name} (got {getattr(config, name)!r})")
         if config.cell == "elman" and config.activation == "sigmoid":
             raise CharRNNError("the peer's nn.RNN has tanh and relu only, not sigmoid")
-        print(json.dumps(train(config, a.corpus, a.out, a.quiet)))
+        print(json.dumps(train(config, a.corpus, a.out, a.quiet, a.skip)))
     elif a.command == "eval":
         score = evaluate(a.model, a.file)
         print(json.dumps(score) if a.json else
