@@ -14,6 +14,7 @@ does not pay for numba's (about 0.4 s) or for loading the compiled loops.
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 
@@ -109,6 +110,46 @@ def parts() -> int:
     return _parts
 
 
+_blocks: dict = {}  # (dtype, rows, K, B, parts, BLAS threads) -> (mb, kb): the step products' blocks
+MAX_MACS = 1_000_000  # OpenBLAS's bound for multiplying without packing (kernels._product)
+
+
+def step_blas(dtype, rows: int, K: int, B: int) -> tuple:
+    """kernels._product's `blas` for a loop whose parts each multiply (rows, K) @ (K, B) a step:
+    gemm's address and integer width, and the blocks (mb, kb), or (0, 0) for whole products.
+
+    Blocks of at most MAX_MACS multiply-adds, 256 columns of the left operand deep, where they
+    measured 5 % faster than the whole product on these shapes (once per shape and thread
+    count, about 10 ms): 1.15-1.35x on this machine's OpenBLAS (docs/performance.md), and
+    slower with a BLAS that packs every product, where the whole product stays."""
+    from . import threads
+
+    fn, wide = _gemm.fn(dtype)
+    key = (np.dtype(dtype).char, rows, K, B, _parts, threads.blas_threads())
+    if key not in _blocks:
+        _blocks[key] = _faster_blocks(fn, wide, np.dtype(dtype), rows, K, B)
+    return (fn, wide) + _blocks[key]
+
+
+def _faster_blocks(fn: int, wide: int, dtype, rows: int, K: int, B: int) -> tuple:
+    kb = min(K, 256)
+    fit = MAX_MACS // (B * kb)  # rows per block
+    if fit < 16 or (fit >= rows and kb == K):
+        return 0, 0  # blocks would be too thin, or the product is one block already
+    mb = -(-rows // -(-rows // fit))  # even blocks, at most `fit` rows
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((rows, K)).astype(dtype), rng.standard_normal((K, B)).astype(dtype)
+    c = np.empty((rows, B), dtype)
+    reps = max(3, 20_000_000 // (rows * K * B))
+    best = {}
+    for _ in range(3):  # in turns, the best of three each: a busy machine slows both alike
+        for blocks in ((0, 0), (mb, kb)):
+            start = time.perf_counter()
+            kernels.repeat_product((fn, wide) + blocks, a, b, c, reps)
+            best[blocks] = min(best.get(blocks, np.inf), time.perf_counter() - start)
+    return (mb, kb) if best[(mb, kb)] < 0.95 * best[(0, 0)] else (0, 0)
+
+
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     """np.matmul(a, b, out=out) split between the loops' threads (use_threads): a and b 2-D or
     stacks of matrices (3-D), out C-ordered rows; anything else goes to np.matmul itself."""
@@ -194,6 +235,12 @@ class _Fused:
     def _transpose_halving(self, W: np.ndarray, out: np.ndarray, bias: np.ndarray | None = None) -> None:
         kernels.transpose_halving(W, np.empty(0, W.dtype) if bias is None else bias, out, self.sigmoid_rows)
 
+    def _step_blas(self, h: np.ndarray, gates: int, K: int) -> tuple:
+        """step_blas for a loop over h's steps (.., H, B) whose step product has gates*H rows by K:
+        each part multiplies H/parts rows of each gate's block (kernels._gate_products)."""
+        rows = gates * self.H if _parts == 1 else -(-self.H // _parts)
+        return step_blas(h.dtype, rows, K, h.shape[-1])
+
     def _scatter_columns(self, dg: np.ndarray, ids: np.ndarray, out: np.ndarray) -> None:
         out.fill(0)
         kernels.scatter_columns(dg, ids, out, _parts)
@@ -210,16 +257,15 @@ class _Fused:
 
 class Elman(_Fused, cells.Elman):
     def _recur(self, p: dict, W_hT: np.ndarray, tr: cells.Trace) -> None:
-        fn, wide = _gemm.fn(W_hT.dtype)
-        kernels.elman_forward_loop(fn, wide, _parts, W_hT, tr.gates, tr.h, ACTIVATIONS[self.activation], tr.hP)
+        kernels.elman_forward_loop(self._step_blas(tr.h, 1, self.H), _parts, W_hT, tr.gates, tr.h,
+                                   ACTIVATIONS[self.activation], tr.hP)
 
     def _recur_back(self, p: dict, dhs: np.ndarray, tr: cells.Trace, da, need_dstate0: bool, dcs):
         W_hh = p[self.key_h]
         T, H, B = dhs.shape
         dh = self.ws.get("dh", (H, B), da.dtype)
         dh.fill(0)
-        fn, wide = _gemm.fn(da.dtype)
-        kernels.elman_backward_loop(fn, wide, _parts, W_hh, tr.h, dhs, dh, da, ACTIVATIONS[self.activation],
+        kernels.elman_backward_loop(self._step_blas(dh, 1, H), _parts, W_hh, tr.h, dhs, dh, da, ACTIVATIONS[self.activation],
                                     self._grad_columns(da), need_dstate0)
         self.dstate0 = dh.T.copy() if need_dstate0 else None
 
@@ -227,8 +273,8 @@ class Elman(_Fused, cells.Elman):
 class LSTM(_Fused, cells.LSTM):
     def _recur(self, p: dict, W_hT: np.ndarray, tr: cells.Trace) -> None:
         tmp = self.ws.get("tmp", tr.gates.shape[1:], tr.gates.dtype)
-        fn, wide = _gemm.fn(W_hT.dtype)
-        kernels.lstm_forward_loop(fn, wide, _parts, W_hT, tr.gates, tmp, tr.c, tr.tanh_c, tr.h, tr.hP)
+        kernels.lstm_forward_loop(self._step_blas(tr.h, 4, self.H), _parts, W_hT, tr.gates, tmp, tr.c, tr.tanh_c,
+                                  tr.h, tr.hP)
 
     def _recur_back(self, p: dict, dhs: np.ndarray, tr: cells.Trace, da, need_dstate0: bool, dcs):
         if dcs is not None:  # d loss / d c_t from outside (the encoder-decoder's): numpy's loop
@@ -237,8 +283,8 @@ class LSTM(_Fused, cells.LSTM):
         dh, dc = self.ws.get("dh", (H, B), da.dtype), self.ws.get("dc", (H, B), da.dtype)
         dh.fill(0)
         dc.fill(0)
-        fn, wide = _gemm.fn(da.dtype)
-        kernels.lstm_backward_loop(fn, wide, _parts, p[self.key_h], tr.gates, tr.c, tr.tanh_c, dhs, dh, dc, da,
+        kernels.lstm_backward_loop(self._step_blas(dh, 1, 4 * H), _parts, p[self.key_h], tr.gates, tr.c, tr.tanh_c,
+                                   dhs, dh, dc, da,
                                    self._grad_columns(da), need_dstate0)
         self.dstate0 = (dh.T.copy(), dc.T.copy()) if need_dstate0 else None
 
@@ -246,14 +292,14 @@ class LSTM(_Fused, cells.LSTM):
 class GRU(_Fused, cells.GRU):
     def _recur(self, p: dict, W_hT: np.ndarray, tr: cells.Trace) -> None:
         tmp = self.ws.get("tmp", tr.gates.shape[1:], tr.gates.dtype)
-        fn, wide = _gemm.fn(W_hT.dtype)
-        kernels.gru_forward_loop(fn, wide, _parts, W_hT, tr.gates, tmp, p[self.keys["b_hn"]], tr.h, tr.hn, tr.hP)
+        kernels.gru_forward_loop(self._step_blas(tr.h, 3, self.H), _parts, W_hT, tr.gates, tmp, p[self.keys["b_hn"]],
+                                 tr.h, tr.hn, tr.hP)
 
     def _recur_back(self, p: dict, dhs: np.ndarray, tr: cells.Trace, da, need_dstate0: bool, dcs):
         T, H, B = dhs.shape
         dh, direct = self.ws.get("dh", (H, B), da.dtype), self.ws.get("tmp2", (H, B), da.dtype)
         dh.fill(0)
-        fn, wide = _gemm.fn(da.dtype)
-        kernels.gru_backward_loop(fn, wide, _parts, self._W_h_nrz(p), tr.gates, tr.hn, tr.h, dhs, dh, da, direct,
+        kernels.gru_backward_loop(self._step_blas(dh, 1, 3 * H), _parts, self._W_h_nrz(p), tr.gates, tr.hn, tr.h,
+                                  dhs, dh, da, direct,
                                   self._grad_columns(da), need_dstate0)
         self.dstate0 = dh.T.copy() if need_dstate0 else None

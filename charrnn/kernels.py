@@ -249,12 +249,35 @@ def _gemm(fn, wide, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc):
 
 
 @njit(**_JIT)
-def _product(fn, wide, a, b, c):
-    """c = a @ b, 2-D arrays whose rows are contiguous (a block of rows of a C array is)."""
+def _product(blas, a, b, c):
+    """c = a @ b, 2-D arrays whose rows are contiguous (a block of rows of a C array is).
+
+    blas = (gemm's address, wide, mb, kb): with mb > 0, in blocks of mb rows of a and kb of
+    its columns, each block's product added into c's rows. OpenBLAS multiplies a product of
+    at most a million multiply-adds (SkylakeX and its successors) without copying its operands
+    into its packed layout first; a step's product, a few million, then runs 1.15-1.35x
+    faster in such blocks than whole (docs/performance.md). fused.py measures which is faster."""
+    fn, wide, mb, kb = blas
     size = a.itemsize
     one, zero = a.dtype.type(1), a.dtype.type(0)
-    _gemm(fn, wide, NO_TRANS, NO_TRANS, c.shape[0], c.shape[1], a.shape[1], one, a.ctypes.data,
-          a.strides[0] // size, b.ctypes.data, b.strides[0] // size, zero, c.ctypes.data, c.strides[0] // size)
+    M, K, N = a.shape[0], a.shape[1], c.shape[1]
+    lda, ldb, ldc = a.strides[0] // size, b.strides[0] // size, c.strides[0] // size
+    A, B, C = a.ctypes.data, b.ctypes.data, c.ctypes.data
+    if mb <= 0:
+        _gemm(fn, wide, NO_TRANS, NO_TRANS, M, N, K, one, A, lda, B, ldb, zero, C, ldc)
+        return
+    for i in range(0, M, mb):
+        rows = min(mb, M - i)
+        for k in range(0, K, kb):
+            _gemm(fn, wide, NO_TRANS, NO_TRANS, rows, N, min(kb, K - k), one, A + (i * lda + k) * size, lda,
+                  B + k * ldb * size, ldb, zero if k == 0 else one, C + i * ldc * size, ldc)
+
+
+@njit(**_JIT)
+def repeat_product(blas, a, b, c, reps):
+    """_product, reps times: fused.py times the step products' blocks with it."""
+    for _ in range(reps):
+        _product(blas, a, b, c)
 
 
 @njit(parallel=True, **_JIT)
@@ -282,135 +305,135 @@ def gemm(fn, wide, parts, ta, tb, M, N, K, A, lda, sa, B, ldb, sb, C, ldc, sc, b
 
 # -- the step loops: a chunk's T steps in one call, hidden units split in `parts` ------------
 @njit(**_JIT)
-def _gate_products(fn, wide, W_hT, h, out, gates, k0, k1):
+def _gate_products(blas, W_hT, h, out, gates, k0, k1):
     """out's rows for units k0..k1 of every gate = those rows of W_hT (gates*H, H) @ h (H, B)."""
     H = h.shape[0]
     if k0 == 0 and k1 == H:
-        _product(fn, wide, W_hT, h, out)
+        _product(blas, W_hT, h, out)
     else:
         for q in range(gates):
-            _product(fn, wide, W_hT[q * H + k0 : q * H + k1], h, out[q * H + k0 : q * H + k1])
+            _product(blas, W_hT[q * H + k0 : q * H + k1], h, out[q * H + k0 : q * H + k1])
 
 
 @njit(**_JIT)
-def _elman_step(fn, wide, W_hT, a, h, act, cols, t, k0, k1):
-    _product(fn, wide, W_hT[k0:k1], h[t], h[t + 1, k0:k1])
+def _elman_step(blas, W_hT, a, h, act, cols, t, k0, k1):
+    _product(blas, W_hT[k0:k1], h[t], h[t + 1, k0:k1])
     elman_forward(a[t], h[t + 1], act, cols, t + 1, k0, k1)
 
 
 @njit(parallel=True, **_JIT)
-def elman_forward_loop(fn, wide, parts, W_hT, a, h, act, cols):
+def elman_forward_loop(blas, parts, W_hT, a, h, act, cols):
     """h[t+1] = act(W_hh^T h[t] + a[t]) for every t."""
     H = h.shape[1]
     for t in range(a.shape[0]):
         if parts == 1:
-            _elman_step(fn, wide, W_hT, a, h, act, cols, t, 0, H)
+            _elman_step(blas, W_hT, a, h, act, cols, t, 0, H)
         else:
             for s in prange(parts):
                 k0, k1 = _part(H, parts, s)
-                _elman_step(fn, wide, W_hT, a, h, act, cols, t, k0, k1)
+                _elman_step(blas, W_hT, a, h, act, cols, t, k0, k1)
 
 
 @njit(**_JIT)
-def _elman_back_step(fn, wide, W_hh, h, dhs, dh, da, act, cols, t, k0, k1):
+def _elman_back_step(blas, W_hh, h, dhs, dh, da, act, cols, t, k0, k1):
     if t + 1 < dhs.shape[0]:  # d loss / d h_t through step t+1's product
-        _product(fn, wide, W_hh[k0:k1], da[t + 1], dh[k0:k1])
+        _product(blas, W_hh[k0:k1], da[t + 1], dh[k0:k1])
     if t >= 0:
         elman_backward(h[t + 1], dhs[t], dh, da[t], act, cols, t, k0, k1)
 
 
 @njit(parallel=True, **_JIT)
-def elman_backward_loop(fn, wide, parts, W_hh, h, dhs, dh, da, act, cols, need_dstate0):
+def elman_backward_loop(blas, parts, W_hh, h, dhs, dh, da, act, cols, need_dstate0):
     """da[t] for t = T-1..0 from dhs and dh (d loss / d h_T, zeros); dh ends as d loss / d h_0
     with need_dstate0."""
     H = dhs.shape[1]
     for t in range(dhs.shape[0] - 1, -2 if need_dstate0 else -1, -1):
         if parts == 1:
-            _elman_back_step(fn, wide, W_hh, h, dhs, dh, da, act, cols, t, 0, H)
+            _elman_back_step(blas, W_hh, h, dhs, dh, da, act, cols, t, 0, H)
         else:
             for s in prange(parts):
                 k0, k1 = _part(H, parts, s)
-                _elman_back_step(fn, wide, W_hh, h, dhs, dh, da, act, cols, t, k0, k1)
+                _elman_back_step(blas, W_hh, h, dhs, dh, da, act, cols, t, k0, k1)
 
 
 @njit(**_JIT)
-def _lstm_step(fn, wide, W_hT, g, tmp, c, tc, h, cols, t, k0, k1):
-    _gate_products(fn, wide, W_hT, h[t], tmp, 4, k0, k1)
+def _lstm_step(blas, W_hT, g, tmp, c, tc, h, cols, t, k0, k1):
+    _gate_products(blas, W_hT, h[t], tmp, 4, k0, k1)
     lstm_forward(g[t], tmp, c[t], c[t + 1], tc[t], h[t + 1], cols, t + 1, k0, k1)
 
 
 @njit(parallel=True, **_JIT)
-def lstm_forward_loop(fn, wide, parts, W_hT, g, tmp, c, tc, h, cols):
+def lstm_forward_loop(blas, parts, W_hT, g, tmp, c, tc, h, cols):
     H = h.shape[1]
     for t in range(g.shape[0]):
         if parts == 1:
-            _lstm_step(fn, wide, W_hT, g, tmp, c, tc, h, cols, t, 0, H)
+            _lstm_step(blas, W_hT, g, tmp, c, tc, h, cols, t, 0, H)
         else:
             for s in prange(parts):
                 k0, k1 = _part(H, parts, s)
-                _lstm_step(fn, wide, W_hT, g, tmp, c, tc, h, cols, t, k0, k1)
+                _lstm_step(blas, W_hT, g, tmp, c, tc, h, cols, t, k0, k1)
 
 
 @njit(**_JIT)
-def _lstm_back_step(fn, wide, W_h, g, c, tc, dhs, dh, dc, da, cols, t, k0, k1):
+def _lstm_back_step(blas, W_h, g, c, tc, dhs, dh, dc, da, cols, t, k0, k1):
     if t + 1 < dhs.shape[0]:
-        _product(fn, wide, W_h[k0:k1], da[t + 1], dh[k0:k1])
+        _product(blas, W_h[k0:k1], da[t + 1], dh[k0:k1])
     if t >= 0:
         lstm_backward(g[t], c[t], tc[t], dhs[t], dh, dc, da[t], cols, t, k0, k1)
 
 
 @njit(parallel=True, **_JIT)
-def lstm_backward_loop(fn, wide, parts, W_h, g, c, tc, dhs, dh, dc, da, cols, need_dstate0):
+def lstm_backward_loop(blas, parts, W_h, g, c, tc, dhs, dh, dc, da, cols, need_dstate0):
     """As elman_backward_loop; dc (zeros) ends as d loss / d c_0."""
     H = dhs.shape[1]
     for t in range(dhs.shape[0] - 1, -2 if need_dstate0 else -1, -1):
         if parts == 1:
-            _lstm_back_step(fn, wide, W_h, g, c, tc, dhs, dh, dc, da, cols, t, 0, H)
+            _lstm_back_step(blas, W_h, g, c, tc, dhs, dh, dc, da, cols, t, 0, H)
         else:
             for s in prange(parts):
                 k0, k1 = _part(H, parts, s)
-                _lstm_back_step(fn, wide, W_h, g, c, tc, dhs, dh, dc, da, cols, t, k0, k1)
+                _lstm_back_step(blas, W_h, g, c, tc, dhs, dh, dc, da, cols, t, k0, k1)
 
 
 @njit(**_JIT)
-def _gru_step(fn, wide, W_hT, g, tmp, b_hn, h, hn, cols, t, k0, k1):
-    _gate_products(fn, wide, W_hT, h[t], tmp, 3, k0, k1)
+def _gru_step(blas, W_hT, g, tmp, b_hn, h, hn, cols, t, k0, k1):
+    _gate_products(blas, W_hT, h[t], tmp, 3, k0, k1)
     gru_forward(g[t], tmp, b_hn, h[t], hn[t], h[t + 1], cols, t + 1, k0, k1)
 
 
 @njit(parallel=True, **_JIT)
-def gru_forward_loop(fn, wide, parts, W_hT, g, tmp, b_hn, h, hn, cols):
+def gru_forward_loop(blas, parts, W_hT, g, tmp, b_hn, h, hn, cols):
     H = h.shape[1]
     for t in range(g.shape[0]):
         if parts == 1:
-            _gru_step(fn, wide, W_hT, g, tmp, b_hn, h, hn, cols, t, 0, H)
+            _gru_step(blas, W_hT, g, tmp, b_hn, h, hn, cols, t, 0, H)
         else:
             for s in prange(parts):
                 k0, k1 = _part(H, parts, s)
-                _gru_step(fn, wide, W_hT, g, tmp, b_hn, h, hn, cols, t, k0, k1)
+                _gru_step(blas, W_hT, g, tmp, b_hn, h, hn, cols, t, k0, k1)
 
 
 @njit(**_JIT)
-def _gru_back_step(fn, wide, W_h, g, hn, h, dhs, dh, da, direct, cols, t, k0, k1):
+def _gru_back_step(blas, W_h, g, hn, h, dhs, dh, da, direct, cols, t, k0, k1):
     H = dhs.shape[1]
     if t + 1 < dhs.shape[0]:  # through step t+1's product, plus the path that bypasses it
-        _product(fn, wide, W_h[k0:k1], da[t + 1, : 3 * H], dh[k0:k1])
+        _product(blas, W_h[k0:k1], da[t + 1, : 3 * H], dh[k0:k1])
         dh[k0:k1] += direct[k0:k1]
     if t >= 0:
         gru_backward(g[t], hn[t], h[t], dhs[t], dh, da[t], direct, cols, t, k0, k1)
 
 
 @njit(parallel=True, **_JIT)
-def gru_backward_loop(fn, wide, parts, W_h, g, hn, h, dhs, dh, da, direct, cols, need_dstate0):
+def gru_backward_loop(blas, parts, W_h, g, hn, h, dhs, dh, da, direct, cols, need_dstate0):
     """As elman_backward_loop; W_h (H, 3H) in the gradient rows' order n, r, z."""
     H = dhs.shape[1]
     for t in range(dhs.shape[0] - 1, -2 if need_dstate0 else -1, -1):
         if parts == 1:
-            _gru_back_step(fn, wide, W_h, g, hn, h, dhs, dh, da, direct, cols, t, 0, H)
+            _gru_back_step(blas, W_h, g, hn, h, dhs, dh, da, direct, cols, t, 0, H)
         else:
             for s in prange(parts):
                 k0, k1 = _part(H, parts, s)
-                _gru_back_step(fn, wide, W_h, g, hn, h, dhs, dh, da, direct, cols, t, k0, k1)
+                _gru_back_step(blas, W_h, g, hn, h, dhs, dh, da, direct, cols, t, k0, k1)
 
 
 # -- the optimizer ----------------------------------------------------------------------------
