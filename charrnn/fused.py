@@ -110,56 +110,68 @@ def parts() -> int:
     return _parts
 
 
-_blocks: dict = {}  # (dtype, rows, K, B, parts, BLAS threads) -> (mb, kb): the step products' blocks
-MAX_MACS = 1_000_000  # OpenBLAS's bound for multiplying without packing (kernels._product)
+_blocks: dict = {}  # a product's shape, threads... -> (mb, kb): its blocks (kernels._blocked)
+MAX_MACS = 1_000_000  # OpenBLAS's bound for multiplying without packing (kernels._blocked)
 
 
 def step_blas(dtype, rows: int, K: int, B: int) -> tuple:
     """kernels._product's `blas` for a loop whose parts each multiply (rows, K) @ (K, B) a step:
-    gemm's address and integer width, and the blocks (mb, kb), or (0, 0) for whole products.
-
-    Blocks of at most MAX_MACS multiply-adds, 256 columns of the left operand deep, where they
-    measured 5 % faster than the whole product on these shapes (once per shape and thread
-    count, about 10 ms): 1.15-1.35x on this machine's OpenBLAS (docs/performance.md), and
-    slower with a BLAS that packs every product, where the whole product stays."""
+    gemm's address and integer width, and the blocks (mb, kb) that measured faster (_faster)."""
     from . import threads
 
     fn, wide = _gemm.fn(dtype)
-    key = (np.dtype(dtype).char, rows, K, B, _parts, threads.blas_threads())
+    key = ("step", np.dtype(dtype).char, rows, K, B, _parts, threads.blas_threads())
     if key not in _blocks:
-        _blocks[key] = _faster_blocks(fn, wide, np.dtype(dtype), rows, K, B)
+        rng = np.random.default_rng(0)
+        a, b = rng.standard_normal((rows, K)).astype(dtype), rng.standard_normal((K, B)).astype(dtype)
+        c, reps = np.empty((rows, B), dtype), max(3, 20_000_000 // (rows * K * B))
+        _blocks[key] = _faster(lambda blocks: kernels.repeat_product((fn, wide) + blocks, a, b, c, reps), rows, K, B)
     return (fn, wide) + _blocks[key]
 
 
-def _faster_blocks(fn: int, wide: int, dtype, rows: int, K: int, B: int) -> tuple:
+def _faster(run, rows: int, K: int, N: int) -> tuple:
+    """(mb, kb) for products whose parts are (rows, K) @ (K, N), timed by run((mb, kb)): blocks
+    of at most MAX_MACS multiply-adds, 256 deep, where they measure 5 % faster than whole
+    products (in turns, the best of three each; once per shape and thread count): 1.15-1.35x on
+    this machine's OpenBLAS (docs/performance.md); a BLAS that packs every product keeps (0, 0)."""
     kb = min(K, 256)
-    fit = MAX_MACS // (B * kb)  # rows per block
+    fit = MAX_MACS // (N * kb)  # rows per block
     if fit < 16 or (fit >= rows and kb == K):
         return 0, 0  # blocks would be too thin, or the product is one block already
     mb = -(-rows // -(-rows // fit))  # even blocks, at most `fit` rows
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((rows, K)).astype(dtype), rng.standard_normal((K, B)).astype(dtype)
-    c = np.empty((rows, B), dtype)
-    reps = max(3, 20_000_000 // (rows * K * B))
-    best = {}
-    for _ in range(3):  # in turns, the best of three each: a busy machine slows both alike
+    best: dict = {}
+    for _ in range(3):
         for blocks in ((0, 0), (mb, kb)):
             start = time.perf_counter()
-            kernels.repeat_product((fn, wide) + blocks, a, b, c, reps)
+            run(blocks)
             best[blocks] = min(best.get(blocks, np.inf), time.perf_counter() - start)
     return (mb, kb) if best[(mb, kb)] < 0.95 * best[(0, 0)] else (0, 0)
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    """np.matmul(a, b, out=out) split between the loops' threads (use_threads): a and b 2-D or
-    stacks of matrices (3-D), out C-ordered rows; anything else goes to np.matmul itself."""
+    """np.matmul(a, b, out=out) split between the loops' threads (use_threads), whole or in the
+    blocks that measured faster for its shape: a and b 2-D or stacks of matrices (3-D), out
+    C-ordered rows; anything else goes to np.matmul itself."""
+    from . import threads
+
     spec = _operands(a, b, out)
     if spec is None:
         np.matmul(a, b, out=out)
         return
     fn, wide = _gemm.fn(out.dtype)
-    one = out.dtype.type(1)
-    kernels.gemm(fn, wide, _parts, *spec, one, one - one, out.itemsize)
+    args = (fn, wide, _parts, *spec, out.dtype.type(1), out.itemsize)
+    ta, tb, M, N, K, batch = spec[0], spec[1], spec[2], spec[3], spec[4], spec[-1]
+    key = ("matmul", out.dtype.char, ta, tb, M, N, K, batch, _parts, threads.blas_threads())
+    if key not in _blocks:
+        rows, cols = (-(-M // _parts), N) if M >= N else (M, -(-N // _parts))  # a part's, as kernels.gemm splits
+        reps = max(1, 20_000_000 // (M * N * K * batch))
+
+        def run(blocks):
+            for _ in range(reps):
+                kernels.gemm(*args, *blocks)
+
+        _blocks[key] = _faster(run, rows, K, cols)
+    kernels.gemm(*args, *_blocks[key])
 
 
 def _operands(a, b, out):

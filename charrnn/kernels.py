@@ -249,28 +249,32 @@ def _gemm(fn, wide, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc):
 
 
 @njit(**_JIT)
-def _product(blas, a, b, c):
-    """c = a @ b, 2-D arrays whose rows are contiguous (a block of rows of a C array is).
-
-    blas = (gemm's address, wide, mb, kb): with mb > 0, in blocks of mb rows of a and kb of
-    its columns, each block's product added into c's rows. OpenBLAS multiplies a product of
-    at most a million multiply-adds (SkylakeX and its successors) without copying its operands
-    into its packed layout first; a step's product, a few million, then runs 1.15-1.35x
-    faster in such blocks than whole (docs/performance.md). fused.py measures which is faster."""
-    fn, wide, mb, kb = blas
-    size = a.itemsize
-    one, zero = a.dtype.type(1), a.dtype.type(0)
-    M, K, N = a.shape[0], a.shape[1], c.shape[1]
-    lda, ldb, ldc = a.strides[0] // size, b.strides[0] // size, c.strides[0] // size
-    A, B, C = a.ctypes.data, b.ctypes.data, c.ctypes.data
+def _blocked(fn, wide, ta, tb, M, N, K, one, A, lda, B, ldb, C, ldc, size, mb, kb):
+    """C = op(A) op(B) by addresses, whole (mb = 0) or in blocks of mb rows of C by kb deep, each
+    block's products added into C's rows. OpenBLAS multiplies a product of at most a million
+    multiply-adds (on SkylakeX and its successors) without first copying its operands into its
+    packed layout; a step's product, a few million, then runs 1.15-1.35x faster in such blocks
+    than whole (docs/performance.md). fused.py measures which is faster, per shape."""
+    zero = one - one
     if mb <= 0:
-        _gemm(fn, wide, NO_TRANS, NO_TRANS, M, N, K, one, A, lda, B, ldb, zero, C, ldc)
+        _gemm(fn, wide, ta, tb, M, N, K, one, A, lda, B, ldb, zero, C, ldc)
         return
     for i in range(0, M, mb):
-        rows = min(mb, M - i)
+        a = A + i * (lda if ta == NO_TRANS else 1) * size
         for k in range(0, K, kb):
-            _gemm(fn, wide, NO_TRANS, NO_TRANS, rows, N, min(kb, K - k), one, A + (i * lda + k) * size, lda,
-                  B + k * ldb * size, ldb, zero if k == 0 else one, C + i * ldc * size, ldc)
+            _gemm(fn, wide, ta, tb, min(mb, M - i), N, min(kb, K - k), one,
+                  a + k * (1 if ta == NO_TRANS else lda) * size, lda, B + k * (ldb if tb == NO_TRANS else 1) * size,
+                  ldb, zero if k == 0 else one, C + i * ldc * size, ldc)
+
+
+@njit(**_JIT)
+def _product(blas, a, b, c):
+    """c = a @ b, 2-D arrays whose rows are contiguous (a block of rows of a C array is);
+    blas = (gemm's address, wide, mb, kb), see _blocked."""
+    fn, wide, mb, kb = blas
+    size = a.itemsize
+    _blocked(fn, wide, NO_TRANS, NO_TRANS, a.shape[0], c.shape[1], a.shape[1], a.dtype.type(1), a.ctypes.data,
+             a.strides[0] // size, b.ctypes.data, b.strides[0] // size, c.ctypes.data, c.strides[0] // size, size, mb, kb)
 
 
 @njit(**_JIT)
@@ -281,14 +285,15 @@ def repeat_product(blas, a, b, c, reps):
 
 
 @njit(parallel=True, **_JIT)
-def gemm(fn, wide, parts, ta, tb, M, N, K, A, lda, sa, B, ldb, sb, C, ldc, sc, batch, one, zero, size):
+def gemm(fn, wide, parts, ta, tb, M, N, K, A, lda, sa, B, ldb, sb, C, ldc, sc, batch, one, size, mb, kb):
     """C[i] = op(A[i]) op(B[i]) for i < batch (element strides sa, sb, sc between the matrices
-    of a batch; 0 repeats one; `size` the bytes of an element), split in `parts` by C's rows, or by its columns when it has
-    fewer rows than columns, each part one-thread gemms on one of numba's threads."""
+    of a batch; 0 repeats one; `size` the bytes of an element), split in `parts` by C's rows,
+    or by its columns when it has fewer rows than columns, each part one-thread gemms on one of
+    numba's threads, whole or in blocks (mb, kb: _blocked)."""
     if parts == 1:
         for i in range(batch):
-            _gemm(fn, wide, ta, tb, M, N, K, one, A + i * sa * size, lda, B + i * sb * size, ldb, zero,
-                  C + i * sc * size, ldc)
+            _blocked(fn, wide, ta, tb, M, N, K, one, A + i * sa * size, lda, B + i * sb * size, ldb,
+                     C + i * sc * size, ldc, size, mb, kb)
         return
     by_rows = M >= N
     for s in prange(parts):
@@ -296,11 +301,11 @@ def gemm(fn, wide, parts, ta, tb, M, N, K, A, lda, sa, B, ldb, sb, C, ldc, sc, b
         for i in range(batch):
             a, b, c = A + i * sa * size, B + i * sb * size, C + i * sc * size
             if by_rows:  # rows lo..hi of op(A) and of C
-                _gemm(fn, wide, ta, tb, hi - lo, N, K, one, a + lo * (lda if ta == NO_TRANS else 1) * size, lda,
-                      b, ldb, zero, c + lo * ldc * size, ldc)
+                _blocked(fn, wide, ta, tb, hi - lo, N, K, one, a + lo * (lda if ta == NO_TRANS else 1) * size, lda,
+                         b, ldb, c + lo * ldc * size, ldc, size, mb, kb)
             else:  # columns lo..hi of op(B) and of C
-                _gemm(fn, wide, ta, tb, M, hi - lo, K, one, a, lda, b + lo * (1 if tb == NO_TRANS else ldb) * size,
-                      ldb, zero, c + lo * size, ldc)
+                _blocked(fn, wide, ta, tb, M, hi - lo, K, one, a, lda, b + lo * (1 if tb == NO_TRANS else ldb) * size,
+                         ldb, c + lo * size, ldc, size, mb, kb)
 
 
 # -- the step loops: a chunk's T steps in one call, hidden units split in `parts` ------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -33,6 +34,12 @@ def _pair(cell, activation, dtype, layers=2, dropout=0.0, seed=0):
     return models
 
 
+def _blocks_of(blocks, monkeypatch):
+    """Every product whole (None) or in blocks (mb, kb), instead of what measures faster."""
+    monkeypatch.setattr(fused, "_blocks", {})
+    monkeypatch.setattr(fused, "_faster", lambda run, rows, K, N: blocks or (0, 0))
+
+
 def _random_state(model, B, rng):
     return [tuple(rng.normal(0, 0.5, a.shape).astype(model.dtype) for a in s) if isinstance(s, tuple)
             else rng.normal(0, 0.5, s.shape).astype(model.dtype) for s in model.zero_state(B)]
@@ -46,11 +53,13 @@ def _train_step(model, x, y, state, advance=None):
 @needs_numba
 @pytest.mark.parametrize("cell,activation", CELLS)
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 2e-5)])
-@pytest.mark.parametrize("parts", [1, 4])
-def test_compiled_training_step_matches_numpy(cell, activation, dtype, tol, parts, monkeypatch):
+@pytest.mark.parametrize("parts,blocks", [(1, None), (4, None), (1, (4, 5)), (3, (1, 4))])
+def test_compiled_training_step_matches_numpy(cell, activation, dtype, tol, parts, blocks, monkeypatch):
     """Loss, carried state and every gradient, 2 layers with dropout and TBPTT's advance: float64
     to rounding (tanh is libm's there), float32 within its rounding (tanh is a rational fit).
-    In one part and in 4 (H = 6: parts of 1 and 2 units, more parts than numba has threads)."""
+    In one part and in 4 (H = 6: parts of 1 and 2 units, more parts than numba has threads);
+    every product whole, or in blocks of mb rows by kb deep (leaving partial blocks)."""
+    _blocks_of(blocks, monkeypatch)
     monkeypatch.setattr(fused, "_parts", parts)
     ref, fast = _pair(cell, activation, dtype, dropout=0.3)
     rng = np.random.default_rng(3)
@@ -91,12 +100,14 @@ def test_compiled_gradients_in_parts_match_finite_differences(parts, monkeypatch
 
 
 @needs_numba
-@pytest.mark.parametrize("parts", [1, 2, 3])
+@pytest.mark.parametrize("parts,blocks", [(1, None), (2, None), (3, None), (1, (2, 3)), (2, (3, 2))])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_the_split_product_is_numpys(parts, dtype, monkeypatch):
+def test_the_split_product_is_numpys(parts, blocks, dtype, monkeypatch):
     """fused.matmul: transposed operands, stacks, a broadcast matrix, row and column splits, views
-    with a leading dimension wider than their rows; what BLAS cannot read in place goes to numpy."""
+    with a leading dimension wider than their rows, whole or in blocks of mb rows by kb deep;
+    what BLAS cannot read in place goes to numpy."""
     fused.load()
+    _blocks_of(blocks, monkeypatch)
     monkeypatch.setattr(fused, "_parts", parts)
     rng = np.random.default_rng(parts)
     new = lambda *shape: rng.normal(size=shape).astype(dtype)  # noqa: E731
@@ -140,6 +151,22 @@ def test_threads_split_the_loops_or_go_to_blas(monkeypatch):
             numba.set_num_threads(before)
     fused.use_threads(None)  # the user's own BLAS count: left alone
     assert fused.parts() == 1 and len(blas) == (2 if fused.installed() else 1)
+
+
+@needs_numba
+def test_blocks_are_kept_only_where_they_measure_faster(monkeypatch):
+    fused.load()
+    clock, timings = [0.0], {(0, 0): 1.0}  # seconds a product takes, whole or in blocks (0.5 unless said)
+    monkeypatch.setattr(fused, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+
+    def run(blocks):
+        clock[0] += timings.get(blocks, 0.5)
+
+    assert fused._faster(run, 128, 256, 32) == (64, 256)  # 64 x 32 x 256 <= a million multiply-adds
+    timings[(64, 256)] = 0.99  # not 5 % faster
+    assert fused._faster(run, 128, 256, 32) == (0, 0)
+    assert fused._faster(run, 128, 4096, 512) == (0, 0)  # blocks thinner than 16 rows: never tried
+    assert fused._faster(run, 32, 256, 32) == (0, 0)  # one block already
 
 
 @needs_numba
