@@ -110,33 +110,52 @@ def parts() -> int:
     return _parts
 
 
-_blocks: dict = {}  # a product's shape, threads... -> (mb, kb): its blocks (kernels._blocked)
+_blocks: dict = {}  # a part's product shape -> (mb, kb): its blocks (kernels._blocked)
 MAX_MACS = 1_000_000  # OpenBLAS's bound for multiplying without packing (kernels._blocked)
 
 
-def step_blas(dtype, rows: int, K: int, B: int) -> tuple:
-    """kernels._product's `blas` for a loop whose parts each multiply (rows, K) @ (K, B) a step:
-    gemm's address and integer width, and the blocks (mb, kb) that measured faster (_faster)."""
+def _part_counts() -> set:
+    """The parts the loops may split in during this run: one, those in force, the thread budget
+    (threads.Tuner's choices). Blocks are measured for all of them when a shape first comes, in
+    the run's first update, which the Tuner does not time: a measuring update would make its
+    thread count look slow."""
+    import numba
+
     from . import threads
 
+    return {1, _parts} | ({max(1, min(threads.threads(), numba.config.NUMBA_NUM_THREADS))} if _split else set())
+
+
+def step_blas(dtype, gates: int, H: int, K: int, B: int) -> tuple:
+    """kernels._product's `blas` for a loop whose step product is (gates*H, K) @ (K, B), each
+    part multiplying H/parts rows of each gate's block (kernels._gate_products; one part: all
+    rows at once): gemm's address and integer width, and the blocks (mb, kb) that measured
+    faster (_faster)."""
     fn, wide = _gemm.fn(dtype)
-    key = ("step", np.dtype(dtype).char, rows, K, B, _parts, threads.blas_threads())
-    if key not in _blocks:
-        rng = np.random.default_rng(0)
-        a, b = rng.standard_normal((rows, K)).astype(dtype), rng.standard_normal((K, B)).astype(dtype)
-        c, reps = np.empty((rows, B), dtype), max(3, 20_000_000 // (rows * K * B))
-        _blocks[key] = _faster(lambda blocks: kernels.repeat_product((fn, wide) + blocks, a, b, c, reps), rows, K, B)
-    return (fn, wide) + _blocks[key]
+    dtype = np.dtype(dtype)
+    rows = {n: gates * H if n == 1 else -(-H // n) for n in _part_counts()}
+    for r in set(rows.values()):
+        if ("step", dtype.char, r, K, B) not in _blocks:
+            _blocks["step", dtype.char, r, K, B] = _step_blocks(fn, wide, dtype, r, K, B)
+    return (fn, wide) + _blocks[("step", dtype.char, rows[_parts], K, B)]
+
+
+def _step_blocks(fn: int, wide: int, dtype, rows: int, K: int, B: int) -> tuple:
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((rows, K)).astype(dtype), rng.standard_normal((K, B)).astype(dtype)
+    c, reps = np.empty((rows, B), dtype), max(3, 20_000_000 // (rows * K * B))
+    return _faster(lambda blocks: kernels.repeat_product((fn, wide) + blocks, a, b, c, reps), rows, K, B)
 
 
 def _faster(run, rows: int, K: int, N: int) -> tuple:
-    """(mb, kb) for products whose parts are (rows, K) @ (K, N), timed by run((mb, kb)): blocks
-    of at most MAX_MACS multiply-adds, 256 deep, where they measure 5 % faster than whole
-    products (in turns, the best of three each; once per shape and thread count): 1.15-1.35x on
-    this machine's OpenBLAS (docs/performance.md); a BLAS that packs every product keeps (0, 0)."""
+    """(mb, kb) for products (rows, K) @ (K, N) on one thread, timed by run((mb, kb)): blocks of
+    at most MAX_MACS multiply-adds, 256 deep, where they measure 5 % faster than whole products
+    (in turns, the best of three each; once per shape): 1.15-1.35x on this machine's OpenBLAS
+    (docs/performance.md). A BLAS that packs every product keeps (0, 0), and so does a run whose
+    products BLAS's own threads split (numba's queue: use_threads), which blocks would not."""
     kb = min(K, 256)
     fit = MAX_MACS // (N * kb)  # rows per block
-    if fit < 16 or (fit >= rows and kb == K):
+    if not _split or fit < 16 or (fit >= rows and kb == K):
         return 0, 0  # blocks would be too thin, or the product is one block already
     mb = -(-rows // -(-rows // fit))  # even blocks, at most `fit` rows
     best: dict = {}
@@ -150,28 +169,29 @@ def _faster(run, rows: int, K: int, N: int) -> tuple:
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     """np.matmul(a, b, out=out) split between the loops' threads (use_threads), whole or in the
-    blocks that measured faster for its shape: a and b 2-D or stacks of matrices (3-D), out
-    C-ordered rows; anything else goes to np.matmul itself."""
-    from . import threads
-
+    blocks that measured faster for its parts' shape: a and b 2-D or stacks of matrices (3-D),
+    out C-ordered rows; anything else goes to np.matmul itself."""
     spec = _operands(a, b, out)
     if spec is None:
         np.matmul(a, b, out=out)
         return
     fn, wide = _gemm.fn(out.dtype)
-    args = (fn, wide, _parts, *spec, out.dtype.type(1), out.itemsize)
-    ta, tb, M, N, K, batch = spec[0], spec[1], spec[2], spec[3], spec[4], spec[-1]
-    key = ("matmul", out.dtype.char, ta, tb, M, N, K, batch, _parts, threads.blas_threads())
-    if key not in _blocks:
-        rows, cols = (-(-M // _parts), N) if M >= N else (M, -(-N // _parts))  # a part's, as kernels.gemm splits
-        reps = max(1, 20_000_000 // (M * N * K * batch))
+    one, size = out.dtype.type(1), out.itemsize
+    ta, tb, M, N, K, A, lda, _, B, ldb, _, C, ldc, _, _ = spec
+    parts = {}
+    for n in _part_counts():
+        rows, cols = (-(-M // n), N) if M >= N else (M, -(-N // n))  # a part's, as kernels.gemm splits
+        key = parts[n] = ("matmul", out.dtype.char, ta, tb, rows, cols, K)
+        if key not in _blocks:  # timed on one matrix's first part, into out (written again below)
+            reps = max(1, 20_000_000 // (rows * cols * K))
 
-        def run(blocks):
-            for _ in range(reps):
-                kernels.gemm(*args, *blocks)
+            def run(blocks, rows=rows, cols=cols, reps=reps):
+                for _ in range(reps):
+                    kernels.gemm(fn, wide, 1, ta, tb, rows, cols, K, A, lda, 0, B, ldb, 0, C, ldc, 0, 1, one, size,
+                                 *blocks)
 
-        _blocks[key] = _faster(run, rows, K, cols)
-    kernels.gemm(*args, *_blocks[key])
+            _blocks[key] = _faster(run, rows, K, cols)
+    kernels.gemm(fn, wide, _parts, *spec, one, size, *_blocks[parts[_parts]])
 
 
 def _operands(a, b, out):
@@ -248,10 +268,8 @@ class _Fused:
         kernels.transpose_halving(W, np.empty(0, W.dtype) if bias is None else bias, out, self.sigmoid_rows)
 
     def _step_blas(self, h: np.ndarray, gates: int, K: int) -> tuple:
-        """step_blas for a loop over h's steps (.., H, B) whose step product has gates*H rows by K:
-        each part multiplies H/parts rows of each gate's block (kernels._gate_products)."""
-        rows = gates * self.H if _parts == 1 else -(-self.H // _parts)
-        return step_blas(h.dtype, rows, K, h.shape[-1])
+        """step_blas for a loop over h's steps (.., H, B) whose step product is (gates*H, K) @ (K, B)."""
+        return step_blas(h.dtype, gates, self.H, K, h.shape[-1])
 
     def _scatter_columns(self, dg: np.ndarray, ids: np.ndarray, out: np.ndarray) -> None:
         out.fill(0)

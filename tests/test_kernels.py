@@ -158,6 +158,7 @@ def test_blocks_are_kept_only_where_they_measure_faster(monkeypatch):
     fused.load()
     clock, timings = [0.0], {(0, 0): 1.0}  # seconds a product takes, whole or in blocks (0.5 unless said)
     monkeypatch.setattr(fused, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(fused, "_split", True)
 
     def run(blocks):
         clock[0] += timings.get(blocks, 0.5)
@@ -167,6 +168,8 @@ def test_blocks_are_kept_only_where_they_measure_faster(monkeypatch):
     assert fused._faster(run, 128, 256, 32) == (0, 0)
     assert fused._faster(run, 128, 4096, 512) == (0, 0)  # blocks thinner than 16 rows: never tried
     assert fused._faster(run, 32, 256, 32) == (0, 0)  # one block already
+    monkeypatch.setattr(fused, "_split", False)  # BLAS's threads split the products: blocks would not
+    assert fused._faster(run, 128, 256, 32) == (0, 0)
 
 
 @needs_numba
