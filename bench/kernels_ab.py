@@ -53,6 +53,7 @@ def main():
     ap.add_argument("--cell", action="append", choices=("elman", "lstm", "gru"))
     ap.add_argument("--shape", action="append", help="HxB [default: 256x32 and 512x64]")
     a = ap.parse_args()
+    th.set_threads(2)  # the budget of the runs below: the compiled loops tile products for it
     shapes = [tuple(int(v) for v in s.lower().split("x")) for s in (a.shape or ["256x32", "512x64"])]
     print(f"ms per update, medians of 5 rounds; load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'cell':<6} {'H':>4} {'B':>3} {'threads':>7} {'numpy':>8} {'numba':>8} {'numpy/numba':>11}")

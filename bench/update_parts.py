@@ -72,6 +72,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2, help="the threads to set against one")
     ap.add_argument("--kernels", choices=("auto", "numpy", "numba"), default="auto", help="as train's --kernels")
     a = ap.parse_args()
+    th.set_threads(a.threads)  # the budget training would have: the compiled loops tile products for it
     shapes = [tuple(int(v) for v in s.lower().split("x")) for s in (a.shape or ["256x32", "512x64"])]
     cols = ("total", "project", "recur", "fwd copies", "output fwd", "recur_back", "weight_grads",
             "output bwd", "clip+adam")

@@ -18,11 +18,18 @@ NAMES = (("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_", True), ("cblas_sgemm64
          ("cblas_sgemm", "cblas_dgemm", False))
 
 
-class Gemm:
-    """The addresses of a BLAS's cblas_sgemm and cblas_dgemm, and their integers' width."""
+# OpenBLAS cores with its small-matrix kernels, which multiply a product of at most a million
+# multiply-adds without first copying the operands into its packed layout (SMALL_MATRIX_OPT:
+# SkylakeX's AVX-512 kernels, which its successors use too)
+SMALL_KERNEL_CORES = ("skylakex", "cooperlake", "sapphirerapids")
 
-    def __init__(self, path: str, sgemm: int, dgemm: int, wide: bool):
-        self.path, self.sgemm, self.dgemm, self.wide = path, sgemm, dgemm, int(wide)
+
+class Gemm:
+    """The addresses of a BLAS's cblas_sgemm and cblas_dgemm, their integers' width, and whether
+    it has OpenBLAS's small-matrix kernels (`small`)."""
+
+    def __init__(self, path: str, sgemm: int, dgemm: int, wide: bool, small: bool = False):
+        self.path, self.sgemm, self.dgemm, self.wide, self.small = path, sgemm, dgemm, int(wide), small
 
     def fn(self, dtype) -> tuple:
         """(address, wide) for arrays of dtype (float32 or float64)."""
@@ -44,7 +51,9 @@ def find() -> Gemm:
             continue
         for s, d, wide in NAMES:
             if hasattr(dll, s) and hasattr(dll, d):
-                gemm = Gemm(lib.filepath, _address(getattr(dll, s)), _address(getattr(dll, d)), wide)
+                core = str(getattr(lib, "architecture", "") or "").lower()
+                gemm = Gemm(lib.filepath, _address(getattr(dll, s)), _address(getattr(dll, d)), wide,
+                            small=lib.internal_api == "openblas" and core in SMALL_KERNEL_CORES)
                 _check(gemm)
                 return gemm
     found = ", ".join(lib.filepath for lib in libs) or "none"
@@ -65,8 +74,6 @@ def _check(gemm: Gemm) -> None:
         c = np.zeros((5, 4), dt)
         fn, wide = gemm.fn(dt)
         kernels.gemm(fn, wide, 1, kernels.NO_TRANS, kernels.NO_TRANS, 5, 4, 3, a.ctypes.data, 3, 0, b.ctypes.data,
-                     4, 0, c.ctypes.data, 4, 0, 1, dt(1), c.itemsize, 0, 0)
-        blocked = np.zeros((5, 4), dt)
-        kernels.repeat_product((fn, wide, 2, 2), a, b, blocked, 1)  # in blocks, 2 rows by 2 deep
-        if not all(np.allclose(x, a @ b, rtol=1e-5, atol=1e-6) for x in (c, blocked)):
+                     4, 0, c.ctypes.data, 4, 0, 1, dt(1), c.itemsize, 2, 2)  # in tiles of 2 rows, 2 deep
+        if not np.allclose(c, a @ b, rtol=1e-5, atol=1e-6):
             raise RuntimeError(f"{gemm.path}: its gemm does not give numpy's products")

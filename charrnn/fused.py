@@ -14,7 +14,6 @@ does not pay for numba's (about 0.4 s) or for loading the compiled loops.
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 
@@ -110,88 +109,63 @@ def parts() -> int:
     return _parts
 
 
-_blocks: dict = {}  # a part's product shape -> (mb, kb): its blocks (kernels._blocked)
-MAX_MACS = 1_000_000  # OpenBLAS's bound for multiplying without packing (kernels._blocked)
+MAX_MACS = 1_000_000  # OpenBLAS's bound for multiplying without packing (cblas.SMALL_KERNEL_CORES)
 
 
-def _part_counts() -> set:
-    """The parts the loops may split in during this run: one, those in force, the thread budget
-    (threads.Tuner's choices). Blocks are measured for all of them when a shape first comes, in
-    the run's first update, which the Tuner does not time: a measuring update would make its
-    thread count look slow."""
+def _most_parts() -> int:
+    """The most parts the loops may split in during this run: the thread budget (threads.Tuner
+    chooses between one part and these), or one where BLAS's threads split the products."""
+    if not _split:
+        return 1
     import numba
 
     from . import threads
 
-    return {1, _parts} | ({max(1, min(threads.threads(), numba.config.NUMBA_NUM_THREADS))} if _split else set())
+    return max(1, min(threads.threads(), numba.config.NUMBA_NUM_THREADS))
 
 
-def step_blas(dtype, gates: int, H: int, K: int, B: int) -> tuple:
-    """kernels._product's `blas` for a loop whose step product is (gates*H, K) @ (K, B), each
-    part multiplying H/parts rows of each gate's block (kernels._gate_products; one part: all
-    rows at once): gemm's address and integer width, and the blocks (mb, kb) that measured
-    faster (_faster)."""
-    fn, wide = _gemm.fn(dtype)
-    dtype = np.dtype(dtype)
-    rows = {n: gates * H if n == 1 else -(-H // n) for n in _part_counts()}
-    for r in set(rows.values()):
-        if ("step", dtype.char, r, K, B) not in _blocks:
-            _blocks["step", dtype.char, r, K, B] = _step_blocks(fn, wide, dtype, r, K, B)
-    return (fn, wide) + _blocks[("step", dtype.char, rows[_parts], K, B)]
+def blocks(dtype, K: int, N: int, rows: int, plain: bool = True) -> tuple:
+    """(tile, kb) for products (rows, K) @ (K, N) (plain: neither operand transposed), split by
+    rows: computed in tiles of `tile` rows, each kb deep (kernels.gemm, kernels._rows), and the
+    threads take whole tiles, so that a product's numbers do not depend on how many of the run's
+    threads share it: threads.Tuner's picks never change a run's results, nor a resumed run's
+    (with the same thread budget: tiles are cut for it).
 
-
-def _step_blocks(fn: int, wide: int, dtype, rows: int, K: int, B: int) -> tuple:
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((rows, K)).astype(dtype), rng.standard_normal((K, B)).astype(dtype)
-    c, reps = np.empty((rows, B), dtype), max(3, 20_000_000 // (rows * K * B))
-    return _faster(lambda blocks: kernels.repeat_product((fn, wide) + blocks, a, b, c, reps), rows, K, B)
-
-
-def _faster(run, rows: int, K: int, N: int) -> tuple:
-    """(mb, kb) for products (rows, K) @ (K, N) on one thread, timed by run((mb, kb)): blocks of
-    at most MAX_MACS multiply-adds, 256 deep, where they measure 5 % faster than whole products
-    (in turns, the best of three each; once per shape): 1.15-1.35x on this machine's OpenBLAS
-    (docs/performance.md). A BLAS that packs every product keeps (0, 0), and so does a run whose
-    products BLAS's own threads split (numba's queue: use_threads), which blocks would not."""
+    Where numpy's OpenBLAS has its small-matrix kernels (cblas.Gemm.small), plain float32
+    products at least 256 deep (the steps' and their like; the weight gradients' run slower
+    so) are tiled in at most MAX_MACS multiply-adds, 256 deep, a power of two of rows (two
+    threads share a power-of-two H evenly), which OpenBLAS multiplies without first copying
+    the operands into its packed layout: a step's product, a few million multiply-adds, runs
+    1.15-1.35x faster so than whole (docs/performance.md); not where BLAS's own threads split
+    the products (a small tile runs on one). Otherwise a tile is one thread's share when the
+    most threads share the product (_most_parts), whole depth: fewer threads do several, each
+    tile copying the other operand into BLAS's layout once. A rule of the shape, the machine
+    and the budget, never of timing, for the same reason."""
     kb = min(K, 256)
-    fit = MAX_MACS // (N * kb)  # rows per block
-    if not _split or fit < 16 or (fit >= rows and kb == K):
-        return 0, 0  # blocks would be too thin, or the product is one block already
-    mb = -(-rows // -(-rows // fit))  # even blocks, at most `fit` rows
-    best: dict = {}
-    for _ in range(3):
-        for blocks in ((0, 0), (mb, kb)):
-            start = time.perf_counter()
-            run(blocks)
-            best[blocks] = min(best.get(blocks, np.inf), time.perf_counter() - start)
-    return (mb, kb) if best[(mb, kb)] < 0.95 * best[(0, 0)] else (0, 0)
+    fit = MAX_MACS // (N * kb)  # rows a small tile may have
+    if plain and _split and _gemm.small and np.dtype(dtype) == np.float32 and K >= 256 and fit >= 16:
+        return 1 << (fit.bit_length() - 1), kb
+    return max(1, -(-rows // _most_parts())), K
+
+
+def step_blas(dtype, K: int, B: int, H: int) -> tuple:
+    """kernels._rows's `blas` for a loop whose step product is (rows, K) @ (K, B), its parts
+    splitting H units: gemm's address and integer width, and its tiles (blocks())."""
+    return _gemm.fn(dtype) + blocks(dtype, K, B, H)
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    """np.matmul(a, b, out=out) split between the loops' threads (use_threads), whole or in the
-    blocks that measured faster for its parts' shape: a and b 2-D or stacks of matrices (3-D),
-    out C-ordered rows; anything else goes to np.matmul itself."""
+    """np.matmul(a, b, out=out) in tiles shared between the loops' threads (use_threads, blocks()):
+    a and b 2-D or stacks of matrices (3-D), out C-ordered rows; anything else goes to
+    np.matmul itself."""
     spec = _operands(a, b, out)
     if spec is None:
         np.matmul(a, b, out=out)
         return
-    fn, wide = _gemm.fn(out.dtype)
-    one, size = out.dtype.type(1), out.itemsize
-    ta, tb, M, N, K, A, lda, _, B, ldb, _, C, ldc, _, _ = spec
-    parts = {}
-    for n in _part_counts():
-        rows, cols = (-(-M // n), N) if M >= N else (M, -(-N // n))  # a part's, as kernels.gemm splits
-        key = parts[n] = ("matmul", out.dtype.char, ta, tb, rows, cols, K)
-        if key not in _blocks:  # timed on one matrix's first part, into out (written again below)
-            reps = max(1, 20_000_000 // (rows * cols * K))
-
-            def run(blocks, rows=rows, cols=cols, reps=reps):
-                for _ in range(reps):
-                    kernels.gemm(fn, wide, 1, ta, tb, rows, cols, K, A, lda, 0, B, ldb, 0, C, ldc, 0, 1, one, size,
-                                 *blocks)
-
-            _blocks[key] = _faster(run, rows, K, cols)
-    kernels.gemm(fn, wide, _parts, *spec, one, size, *_blocks[parts[_parts]])
+    ta, tb, M, N, K = spec[:5]
+    plain = ta == tb == kernels.NO_TRANS
+    tiles = blocks(out.dtype, K, N, M, plain) if M >= N else blocks(out.dtype, K, M, N, plain)  # C's rows, or columns
+    kernels.gemm(*_gemm.fn(out.dtype), _parts, *spec, out.dtype.type(1), out.itemsize, *tiles)
 
 
 def _operands(a, b, out):
@@ -267,9 +241,10 @@ class _Fused:
     def _transpose_halving(self, W: np.ndarray, out: np.ndarray, bias: np.ndarray | None = None) -> None:
         kernels.transpose_halving(W, np.empty(0, W.dtype) if bias is None else bias, out, self.sigmoid_rows)
 
-    def _step_blas(self, h: np.ndarray, gates: int, K: int) -> tuple:
-        """step_blas for a loop over h's steps (.., H, B) whose step product is (gates*H, K) @ (K, B)."""
-        return step_blas(h.dtype, gates, self.H, K, h.shape[-1])
+    @staticmethod
+    def _step_blas(h: np.ndarray, K: int) -> tuple:
+        """step_blas for a loop over h's steps (.., H, B) whose step product is (rows, K) @ (K, B)."""
+        return step_blas(h.dtype, K, h.shape[-1], h.shape[-2])
 
     def _scatter_columns(self, dg: np.ndarray, ids: np.ndarray, out: np.ndarray) -> None:
         out.fill(0)
@@ -279,15 +254,11 @@ class _Fused:
     def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
         matmul(a, b, out)
 
-    def _row_sums(self, a: np.ndarray, ones: np.ndarray) -> np.ndarray:
-        out = self.ws.get(f"row_sums{a.shape[0]}", (a.shape[0], 1), a.dtype)
-        matmul(a, ones[:, None], out)
-        return out[:, 0]
 
 
 class Elman(_Fused, cells.Elman):
     def _recur(self, p: dict, W_hT: np.ndarray, tr: cells.Trace) -> None:
-        kernels.elman_forward_loop(self._step_blas(tr.h, 1, self.H), _parts, W_hT, tr.gates, tr.h,
+        kernels.elman_forward_loop(self._step_blas(tr.h, self.H), _parts, W_hT, tr.gates, tr.h,
                                    ACTIVATIONS[self.activation], tr.hP)
 
     def _recur_back(self, p: dict, dhs: np.ndarray, tr: cells.Trace, da, need_dstate0: bool, dcs):
@@ -295,7 +266,7 @@ class Elman(_Fused, cells.Elman):
         T, H, B = dhs.shape
         dh = self.ws.get("dh", (H, B), da.dtype)
         dh.fill(0)
-        kernels.elman_backward_loop(self._step_blas(dh, 1, H), _parts, W_hh, tr.h, dhs, dh, da, ACTIVATIONS[self.activation],
+        kernels.elman_backward_loop(self._step_blas(dh, H), _parts, W_hh, tr.h, dhs, dh, da, ACTIVATIONS[self.activation],
                                     self._grad_columns(da), need_dstate0)
         self.dstate0 = dh.T.copy() if need_dstate0 else None
 
@@ -303,7 +274,7 @@ class Elman(_Fused, cells.Elman):
 class LSTM(_Fused, cells.LSTM):
     def _recur(self, p: dict, W_hT: np.ndarray, tr: cells.Trace) -> None:
         tmp = self.ws.get("tmp", tr.gates.shape[1:], tr.gates.dtype)
-        kernels.lstm_forward_loop(self._step_blas(tr.h, 4, self.H), _parts, W_hT, tr.gates, tmp, tr.c, tr.tanh_c,
+        kernels.lstm_forward_loop(self._step_blas(tr.h, self.H), _parts, W_hT, tr.gates, tmp, tr.c, tr.tanh_c,
                                   tr.h, tr.hP)
 
     def _recur_back(self, p: dict, dhs: np.ndarray, tr: cells.Trace, da, need_dstate0: bool, dcs):
@@ -313,7 +284,7 @@ class LSTM(_Fused, cells.LSTM):
         dh, dc = self.ws.get("dh", (H, B), da.dtype), self.ws.get("dc", (H, B), da.dtype)
         dh.fill(0)
         dc.fill(0)
-        kernels.lstm_backward_loop(self._step_blas(dh, 1, 4 * H), _parts, p[self.key_h], tr.gates, tr.c, tr.tanh_c,
+        kernels.lstm_backward_loop(self._step_blas(dh, 4 * H), _parts, p[self.key_h], tr.gates, tr.c, tr.tanh_c,
                                    dhs, dh, dc, da,
                                    self._grad_columns(da), need_dstate0)
         self.dstate0 = (dh.T.copy(), dc.T.copy()) if need_dstate0 else None
@@ -322,14 +293,14 @@ class LSTM(_Fused, cells.LSTM):
 class GRU(_Fused, cells.GRU):
     def _recur(self, p: dict, W_hT: np.ndarray, tr: cells.Trace) -> None:
         tmp = self.ws.get("tmp", tr.gates.shape[1:], tr.gates.dtype)
-        kernels.gru_forward_loop(self._step_blas(tr.h, 3, self.H), _parts, W_hT, tr.gates, tmp, p[self.keys["b_hn"]],
+        kernels.gru_forward_loop(self._step_blas(tr.h, self.H), _parts, W_hT, tr.gates, tmp, p[self.keys["b_hn"]],
                                  tr.h, tr.hn, tr.hP)
 
     def _recur_back(self, p: dict, dhs: np.ndarray, tr: cells.Trace, da, need_dstate0: bool, dcs):
         T, H, B = dhs.shape
         dh, direct = self.ws.get("dh", (H, B), da.dtype), self.ws.get("tmp2", (H, B), da.dtype)
         dh.fill(0)
-        kernels.gru_backward_loop(self._step_blas(dh, 1, 3 * H), _parts, self._W_h_nrz(p), tr.gates, tr.hn, tr.h,
+        kernels.gru_backward_loop(self._step_blas(dh, 3 * H), _parts, self._W_h_nrz(p), tr.gates, tr.hn, tr.h,
                                   dhs, dh, da, direct,
                                   self._grad_columns(da), need_dstate0)
         self.dstate0 = dh.T.copy() if need_dstate0 else None

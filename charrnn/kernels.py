@@ -249,63 +249,69 @@ def _gemm(fn, wide, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc):
 
 
 @njit(**_JIT)
-def _blocked(fn, wide, ta, tb, M, N, K, one, A, lda, B, ldb, C, ldc, size, mb, kb):
-    """C = op(A) op(B) by addresses, whole (mb = 0) or in blocks of mb rows of C by kb deep, each
-    block's products added into C's rows. OpenBLAS multiplies a product of at most a million
-    multiply-adds (on SkylakeX and its successors) without first copying its operands into its
-    packed layout; a step's product, a few million, then runs 1.15-1.35x faster in such blocks
-    than whole (docs/performance.md). fused.py measures which is faster, per shape."""
-    zero = one - one
-    if mb <= 0:
-        _gemm(fn, wide, ta, tb, M, N, K, one, A, lda, B, ldb, zero, C, ldc)
-        return
-    for i in range(0, M, mb):
-        a = A + i * (lda if ta == NO_TRANS else 1) * size
-        for k in range(0, K, kb):
-            _gemm(fn, wide, ta, tb, min(mb, M - i), N, min(kb, K - k), one,
-                  a + k * (1 if ta == NO_TRANS else lda) * size, lda, B + k * (ldb if tb == NO_TRANS else 1) * size,
-                  ldb, zero if k == 0 else one, C + i * ldc * size, ldc)
+def _deep(fn, wide, ta, tb, M, N, K, one, A, lda, B, ldb, C, ldc, size, kb):
+    """C = op(A) op(B) by addresses, kb deep at a time: each slice's product added into C."""
+    for k in range(0, K, kb):
+        _gemm(fn, wide, ta, tb, M, N, min(kb, K - k), one, A + k * (1 if ta == NO_TRANS else lda) * size, lda,
+              B + k * (ldb if tb == NO_TRANS else 1) * size, ldb, one - one if k == 0 else one, C, ldc)
 
 
 @njit(**_JIT)
-def _product(blas, a, b, c):
-    """c = a @ b, 2-D arrays whose rows are contiguous (a block of rows of a C array is);
-    blas = (gemm's address, wide, mb, kb), see _blocked."""
-    fn, wide, mb, kb = blas
+def _rows(blas, a, b, c, k0, k1):
+    """c[k0:k1] = a[k0:k1] @ b, 2-D arrays whose rows are contiguous, tile by tile from k0 (a
+    multiple of the tile): blas = (gemm's address, wide, tile, kb), fused.blocks()."""
+    fn, wide, tile, kb = blas
     size = a.itemsize
-    _blocked(fn, wide, NO_TRANS, NO_TRANS, a.shape[0], c.shape[1], a.shape[1], a.dtype.type(1), a.ctypes.data,
-             a.strides[0] // size, b.ctypes.data, b.strides[0] // size, c.ctypes.data, c.strides[0] // size, size, mb, kb)
+    lda, ldb, ldc = a.strides[0] // size, b.strides[0] // size, c.strides[0] // size
+    for u in range(k0, k1, tile):
+        _deep(fn, wide, NO_TRANS, NO_TRANS, min(tile, k1 - u), c.shape[1], a.shape[1], a.dtype.type(1),
+              a.ctypes.data + u * lda * size, lda, b.ctypes.data, ldb, c.ctypes.data + u * ldc * size, ldc, size, kb)
 
 
 @njit(**_JIT)
 def repeat_product(blas, a, b, c, reps):
-    """_product, reps times: fused.py times the step products' blocks with it."""
+    """c = a @ b as the loops multiply, reps times (a benchmark's handle on their products)."""
     for _ in range(reps):
-        _product(blas, a, b, c)
+        _rows(blas, a, b, c, 0, a.shape[0])
+
+
+@njit(**_JIT)
+def _units(H, tile, parts, s):
+    """Part s of H hidden units split in `parts`, whole tiles each: (k0, k1)."""
+    tiles = -(-H // tile)
+    return min(H, tile * (tiles * s // parts)), min(H, tile * (tiles * (s + 1) // parts))
 
 
 @njit(parallel=True, **_JIT)
-def gemm(fn, wide, parts, ta, tb, M, N, K, A, lda, sa, B, ldb, sb, C, ldc, sc, batch, one, size, mb, kb):
+def gemm(fn, wide, parts, ta, tb, M, N, K, A, lda, sa, B, ldb, sb, C, ldc, sc, batch, one, size, tile, kb):
     """C[i] = op(A[i]) op(B[i]) for i < batch (element strides sa, sb, sc between the matrices
-    of a batch; 0 repeats one; `size` the bytes of an element), split in `parts` by C's rows,
-    or by its columns when it has fewer rows than columns, each part one-thread gemms on one of
-    numba's threads, whole or in blocks (mb, kb: _blocked)."""
-    if parts == 1:
-        for i in range(batch):
-            _blocked(fn, wide, ta, tb, M, N, K, one, A + i * sa * size, lda, B + i * sb * size, ldb,
-                     C + i * sc * size, ldc, size, mb, kb)
-        return
+    of a batch; 0 repeats one; `size` the bytes of an element), in tiles of `tile` rows of C (of
+    its columns when it has fewer rows than columns), kb deep (fused.blocks()); `parts` of
+    numba's threads take whole tiles each, so the numbers are the same whatever the parts."""
     by_rows = M >= N
+    tiles = -(-(M if by_rows else N) // tile)
+    if parts == 1:
+        _tiles(fn, wide, ta, tb, M, N, K, A, lda, sa, B, ldb, sb, C, ldc, sc, one, size, tile, kb, by_rows, tiles,
+               0, batch * tiles)
+        return
     for s in prange(parts):
-        lo, hi = _part(M if by_rows else N, parts, s)
-        for i in range(batch):
-            a, b, c = A + i * sa * size, B + i * sb * size, C + i * sc * size
-            if by_rows:  # rows lo..hi of op(A) and of C
-                _blocked(fn, wide, ta, tb, hi - lo, N, K, one, a + lo * (lda if ta == NO_TRANS else 1) * size, lda,
-                         b, ldb, c + lo * ldc * size, ldc, size, mb, kb)
-            else:  # columns lo..hi of op(B) and of C
-                _blocked(fn, wide, ta, tb, M, hi - lo, K, one, a, lda, b + lo * (1 if tb == NO_TRANS else ldb) * size,
-                         ldb, c + lo * size, ldc, size, mb, kb)
+        lo, hi = _part(batch * tiles, parts, s)
+        _tiles(fn, wide, ta, tb, M, N, K, A, lda, sa, B, ldb, sb, C, ldc, sc, one, size, tile, kb, by_rows, tiles,
+               lo, hi)
+
+
+@njit(**_JIT)
+def _tiles(fn, wide, ta, tb, M, N, K, A, lda, sa, B, ldb, sb, C, ldc, sc, one, size, tile, kb, by_rows, tiles, lo, hi):
+    """gemm's tiles lo..hi, numbered matrix by matrix."""
+    for task in range(lo, hi):
+        i, u = task // tiles, task % tiles * tile
+        a, b, c = A + i * sa * size, B + i * sb * size, C + i * sc * size
+        if by_rows:  # rows u.. of op(A) and of C
+            _deep(fn, wide, ta, tb, min(tile, M - u), N, K, one, a + u * (lda if ta == NO_TRANS else 1) * size, lda,
+                  b, ldb, c + u * ldc * size, ldc, size, kb)
+        else:  # columns u.. of op(B) and of C
+            _deep(fn, wide, ta, tb, M, min(tile, N - u), K, one, a, lda, b + u * (1 if tb == NO_TRANS else ldb) * size,
+                  ldb, c + u * size, ldc, size, kb)
 
 
 # -- the step loops: a chunk's T steps in one call, hidden units split in `parts` ------------
@@ -313,16 +319,13 @@ def gemm(fn, wide, parts, ta, tb, M, N, K, A, lda, sa, B, ldb, sb, C, ldc, sc, b
 def _gate_products(blas, W_hT, h, out, gates, k0, k1):
     """out's rows for units k0..k1 of every gate = those rows of W_hT (gates*H, H) @ h (H, B)."""
     H = h.shape[0]
-    if k0 == 0 and k1 == H:
-        _product(blas, W_hT, h, out)
-    else:
-        for q in range(gates):
-            _product(blas, W_hT[q * H + k0 : q * H + k1], h, out[q * H + k0 : q * H + k1])
+    for q in range(gates):
+        _rows(blas, W_hT[q * H :], h, out[q * H :], k0, k1)
 
 
 @njit(**_JIT)
 def _elman_step(blas, W_hT, a, h, act, cols, t, k0, k1):
-    _product(blas, W_hT[k0:k1], h[t], h[t + 1, k0:k1])
+    _rows(blas, W_hT, h[t], h[t + 1], k0, k1)
     elman_forward(a[t], h[t + 1], act, cols, t + 1, k0, k1)
 
 
@@ -335,14 +338,14 @@ def elman_forward_loop(blas, parts, W_hT, a, h, act, cols):
             _elman_step(blas, W_hT, a, h, act, cols, t, 0, H)
         else:
             for s in prange(parts):
-                k0, k1 = _part(H, parts, s)
+                k0, k1 = _units(H, blas[2], parts, s)
                 _elman_step(blas, W_hT, a, h, act, cols, t, k0, k1)
 
 
 @njit(**_JIT)
 def _elman_back_step(blas, W_hh, h, dhs, dh, da, act, cols, t, k0, k1):
     if t + 1 < dhs.shape[0]:  # d loss / d h_t through step t+1's product
-        _product(blas, W_hh[k0:k1], da[t + 1], dh[k0:k1])
+        _rows(blas, W_hh, da[t + 1], dh, k0, k1)
     if t >= 0:
         elman_backward(h[t + 1], dhs[t], dh, da[t], act, cols, t, k0, k1)
 
@@ -357,7 +360,7 @@ def elman_backward_loop(blas, parts, W_hh, h, dhs, dh, da, act, cols, need_dstat
             _elman_back_step(blas, W_hh, h, dhs, dh, da, act, cols, t, 0, H)
         else:
             for s in prange(parts):
-                k0, k1 = _part(H, parts, s)
+                k0, k1 = _units(H, blas[2], parts, s)
                 _elman_back_step(blas, W_hh, h, dhs, dh, da, act, cols, t, k0, k1)
 
 
@@ -375,14 +378,14 @@ def lstm_forward_loop(blas, parts, W_hT, g, tmp, c, tc, h, cols):
             _lstm_step(blas, W_hT, g, tmp, c, tc, h, cols, t, 0, H)
         else:
             for s in prange(parts):
-                k0, k1 = _part(H, parts, s)
+                k0, k1 = _units(H, blas[2], parts, s)
                 _lstm_step(blas, W_hT, g, tmp, c, tc, h, cols, t, k0, k1)
 
 
 @njit(**_JIT)
 def _lstm_back_step(blas, W_h, g, c, tc, dhs, dh, dc, da, cols, t, k0, k1):
     if t + 1 < dhs.shape[0]:
-        _product(blas, W_h[k0:k1], da[t + 1], dh[k0:k1])
+        _rows(blas, W_h, da[t + 1], dh, k0, k1)
     if t >= 0:
         lstm_backward(g[t], c[t], tc[t], dhs[t], dh, dc, da[t], cols, t, k0, k1)
 
@@ -396,7 +399,7 @@ def lstm_backward_loop(blas, parts, W_h, g, c, tc, dhs, dh, dc, da, cols, need_d
             _lstm_back_step(blas, W_h, g, c, tc, dhs, dh, dc, da, cols, t, 0, H)
         else:
             for s in prange(parts):
-                k0, k1 = _part(H, parts, s)
+                k0, k1 = _units(H, blas[2], parts, s)
                 _lstm_back_step(blas, W_h, g, c, tc, dhs, dh, dc, da, cols, t, k0, k1)
 
 
@@ -414,7 +417,7 @@ def gru_forward_loop(blas, parts, W_hT, g, tmp, b_hn, h, hn, cols):
             _gru_step(blas, W_hT, g, tmp, b_hn, h, hn, cols, t, 0, H)
         else:
             for s in prange(parts):
-                k0, k1 = _part(H, parts, s)
+                k0, k1 = _units(H, blas[2], parts, s)
                 _gru_step(blas, W_hT, g, tmp, b_hn, h, hn, cols, t, k0, k1)
 
 
@@ -422,7 +425,7 @@ def gru_forward_loop(blas, parts, W_hT, g, tmp, b_hn, h, hn, cols):
 def _gru_back_step(blas, W_h, g, hn, h, dhs, dh, da, direct, cols, t, k0, k1):
     H = dhs.shape[1]
     if t + 1 < dhs.shape[0]:  # through step t+1's product, plus the path that bypasses it
-        _product(blas, W_h[k0:k1], da[t + 1, : 3 * H], dh[k0:k1])
+        _rows(blas, W_h, da[t + 1, : 3 * H], dh, k0, k1)
         dh[k0:k1] += direct[k0:k1]
     if t >= 0:
         gru_backward(g[t], hn[t], h[t], dhs[t], dh, da[t], direct, cols, t, k0, k1)
@@ -437,7 +440,7 @@ def gru_backward_loop(blas, parts, W_h, g, hn, h, dhs, dh, da, direct, cols, nee
             _gru_back_step(blas, W_h, g, hn, h, dhs, dh, da, direct, cols, t, 0, H)
         else:
             for s in prange(parts):
-                k0, k1 = _part(H, parts, s)
+                k0, k1 = _units(H, blas[2], parts, s)
                 _gru_back_step(blas, W_h, g, hn, h, dhs, dh, da, direct, cols, t, k0, k1)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -35,9 +34,9 @@ def _pair(cell, activation, dtype, layers=2, dropout=0.0, seed=0):
 
 
 def _blocks_of(blocks, monkeypatch):
-    """Every product whole (None) or in blocks (mb, kb), instead of what measures faster."""
-    monkeypatch.setattr(fused, "_blocks", {})
-    monkeypatch.setattr(fused, "_faster", lambda run, rows, K, N: blocks or (0, 0))
+    """Every product in tiles (tile rows, kb deep) instead of fused.blocks()'s (None: its own)."""
+    if blocks is not None:
+        monkeypatch.setattr(fused, "blocks", lambda dtype, K, N, rows, plain=True: blocks)
 
 
 def _random_state(model, B, rng):
@@ -58,7 +57,8 @@ def test_compiled_training_step_matches_numpy(cell, activation, dtype, tol, part
     """Loss, carried state and every gradient, 2 layers with dropout and TBPTT's advance: float64
     to rounding (tanh is libm's there), float32 within its rounding (tanh is a rational fit).
     In one part and in 4 (H = 6: parts of 1 and 2 units, more parts than numba has threads);
-    every product whole, or in blocks of mb rows by kb deep (leaving partial blocks)."""
+    every product in tiles as fused.blocks() makes them, or forced (tile rows, kb deep), which
+    leave partial tiles."""
     _blocks_of(blocks, monkeypatch)
     monkeypatch.setattr(fused, "_parts", parts)
     ref, fast = _pair(cell, activation, dtype, dropout=0.3)
@@ -104,7 +104,7 @@ def test_compiled_gradients_in_parts_match_finite_differences(parts, monkeypatch
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_split_product_is_numpys(parts, blocks, dtype, monkeypatch):
     """fused.matmul: transposed operands, stacks, a broadcast matrix, row and column splits, views
-    with a leading dimension wider than their rows, whole or in blocks of mb rows by kb deep;
+    with a leading dimension wider than their rows, in fused.blocks()'s tiles or forced ones;
     what BLAS cannot read in place goes to numpy."""
     fused.load()
     _blocks_of(blocks, monkeypatch)
@@ -154,22 +154,48 @@ def test_threads_split_the_loops_or_go_to_blas(monkeypatch):
 
 
 @needs_numba
-def test_blocks_are_kept_only_where_they_measure_faster(monkeypatch):
+def test_tiles_follow_a_rule_of_the_shape_and_the_blas(monkeypatch):
+    """Tiles of at most a million multiply-adds, 256 deep, for float32 where OpenBLAS has its
+    small-matrix kernels; elsewhere (under 16 rows, float64, another BLAS) a thread's share when
+    the most threads share the product, whole depth."""
     fused.load()
-    clock, timings = [0.0], {(0, 0): 1.0}  # seconds a product takes, whole or in blocks (0.5 unless said)
-    monkeypatch.setattr(fused, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(fused, "_most_parts", lambda: 2)
     monkeypatch.setattr(fused, "_split", True)
+    monkeypatch.setattr(fused._gemm, "small", True)
+    assert fused.blocks(np.float32, 256, 32, 1024) == (64, 256)  # 122 rows would fit: a power of two
+    assert fused.blocks(np.float32, 1024, 64, 256) == (32, 256)
+    assert fused.blocks(np.float32, 100, 32, 77) == (39, 100)  # shallow: half each, whole depth
+    assert fused.blocks(np.float32, 4096, 512, 101) == (51, 4096)  # 7 rows would fit: half each, whole depth
+    assert fused.blocks(np.float64, 256, 32, 1024) == (512, 256)
+    assert fused.blocks(np.float32, 256, 32, 1024, plain=False) == (512, 256)  # a transposed operand
+    monkeypatch.setattr(fused, "_split", False)  # BLAS's threads split the products: a small tile would not
+    assert fused.blocks(np.float32, 256, 32, 1024) == (512, 256)
+    monkeypatch.setattr(fused._gemm, "small", False)
+    monkeypatch.setattr(fused, "_split", True)
+    assert fused.blocks(np.float32, 256, 32, 1024) == (512, 256)
+    monkeypatch.setattr(fused, "_most_parts", lambda: 1)
+    assert fused.blocks(np.float32, 256, 32, 1024) == (1024, 256)
 
-    def run(blocks):
-        clock[0] += timings.get(blocks, 0.5)
 
-    assert fused._faster(run, 128, 256, 32) == (64, 256)  # 64 x 32 x 256 <= a million multiply-adds
-    timings[(64, 256)] = 0.99  # not 5 % faster
-    assert fused._faster(run, 128, 256, 32) == (0, 0)
-    assert fused._faster(run, 128, 4096, 512) == (0, 0)  # blocks thinner than 16 rows: never tried
-    assert fused._faster(run, 32, 256, 32) == (0, 0)  # one block already
-    monkeypatch.setattr(fused, "_split", False)  # BLAS's threads split the products: blocks would not
-    assert fused._faster(run, 128, 256, 32) == (0, 0)
+@needs_numba
+@pytest.mark.parametrize("cell", ["lstm", "gru", "elman"])
+def test_compiled_results_are_the_same_whatever_the_parts(cell, monkeypatch):
+    """float32, products of a few million multiply-adds and smaller: every part count the tuner
+    may pick within a run's thread budget gives the same numbers to the bit, so its picks never
+    change a run's results, nor a resumed run's."""
+    rng = np.random.default_rng(0)
+    T, B, V = 3, 32, 20
+    x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
+    results = []
+    monkeypatch.setattr(fused, "_most_parts", lambda: 3)  # the thread budget, which the tiles are cut for
+    for parts in (1, 2, 3):
+        model = Model(V, 160, cell=cell).init(1).use_kernels("numba")
+        monkeypatch.setattr(fused, "_parts", parts)
+        results.append(_train_step(model, x, y, model.zero_state(B)))
+    for loss, _, grads in results[1:]:
+        assert loss == results[0][0]
+        for name, g in grads.items():
+            np.testing.assert_array_equal(g, results[0][2][name], err_msg=name)
 
 
 @needs_numba
