@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """numba's kernels against numpy's path: one training update of each, in turns, in one process.
 
-For each shape and cell, with one BLAS thread and with two: a model with `kernels` numpy and one
+For each shape and cell, with one thread and with two (BLAS's for numpy's path; numba's, with
+BLAS on one, for the compiled one: fused.use_threads): a model with `kernels` numpy and one
 with numba (same weights, same fixed random chunk), each warmed up, then 5 rounds that time a
-run of updates of each in turn (A B A B ...); prints the medians, ms per update, and numpy's
-over numba's. Needs numba (`pip install 'charrnn[fast]'`) and threadpoolctl.
+run of updates of each in turn (A B A B ..., half a second apart, for the other path's idle
+threads to stop spinning); prints the medians, ms per update, and numpy's over numba's. Needs
+numba and threadpoolctl (`pip install 'charrnn[fast]'`).
 
 usage: python bench/kernels_ab.py [--cell lstm ...] [--shape 256x32 ...]
 """
@@ -41,6 +43,9 @@ def medians(cell: str, H: int, B: int, threads: int, rounds: int = 5) -> dict:
     for _ in range(rounds):
         for kernels, (update, set_threads) in updates.items():
             set_threads(threads)
+            # BLAS's idle threads spin for a while after numpy's turn, OpenMP's after numba's:
+            # beside the other path's working threads they slowed its turn (numba's Elman 0.87x)
+            time.sleep(0.5)
             t = time.perf_counter()
             for _ in range(n):
                 update()

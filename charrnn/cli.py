@@ -608,11 +608,12 @@ def bench_cells(config, cells, vocab_size, seconds, as_json):
         return
     r = found[0]
     click.echo(f"H={r.hidden_size} B={r.batch_size} T={r.seq_len} V={r.vocab_size}, {r.kernels} kernels; "
-               "BLAS: the threads training picked (or --threads), 0 for BLAS's own count")
-    click.echo(f"{'cell':<6} {'BLAS':>4} {'train chars/s':>13} {'update ms':>10} {'products ms':>12} {'ratio':>6} "
+               "threads: those training picked (or --threads; numba's kernels run them with BLAS on one), "
+               "0 for BLAS's own count")
+    click.echo(f"{'cell':<6} {'threads':>7} {'train chars/s':>13} {'update ms':>10} {'products ms':>12} {'ratio':>6} "
                f"{'sample chars/s':>15}")
     for r in found:
-        click.echo(f"{r.cell:<6} {r.blas_threads or 0:>4} {r.train_chars_per_sec:>13,.0f} {r.update_ms:>10.1f} "
+        click.echo(f"{r.cell:<6} {r.blas_threads or 0:>7} {r.train_chars_per_sec:>13,.0f} {r.update_ms:>10.1f} "
                    f"{r.products_ms:>12.1f} {r.update_over_products:>6.2f} {r.sample_chars_per_sec:>15,.0f}")
 
 

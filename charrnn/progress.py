@@ -145,7 +145,9 @@ class Progress:
 
 
 def _blas(result) -> str:
-    """" with N BLAS threads", what the updates ran with at the end (auto may change it; threads.py)."""
+    """" with N BLAS threads", what the updates ran with at the end (auto may change it; threads.py),
+    or " with N threads and numba kernels" (fused.use_threads: numba's threads, BLAS on one)."""
     n = result.blas_threads
-    text = "" if n is None else f" with {n} BLAS thread{'s' if n != 1 else ''}"
-    return text + (" and numba kernels" if result.kernels == "numba" else "")
+    numba = result.kernels == "numba"
+    text = "" if n is None else f" with {n} {'' if numba else 'BLAS '}thread{'s' if n != 1 else ''}"
+    return text + (" and numba kernels" if numba else "")
