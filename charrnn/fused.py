@@ -1,10 +1,13 @@
 """The three cells with their gate maths compiled (charrnn/kernels.py, numba): training's fast path.
 
-Each class is its numpy cell (cells.py) with the step loops replaced: per step, the product
-W_h^T h_{t-1} (BLAS, as before) and one compiled loop, where numpy's path makes ten or more
-passes over memory. The input gather, its transpose for d W_x (a scatter, where numpy's path
-multiplies by the one-hot matrix) and the transposed copies of W_h and the one-hot's table are
-compiled loops too. Parameters, checkpoints and the other products, in their order, are the
+Each class is its numpy cell (cells.py) with the step loops replaced: a chunk's T steps are one
+compiled call, which multiplies each step through numpy's own BLAS (cblas.py) and computes the
+gates in one pass, where numpy's path calls BLAS from Python and makes ten or more passes over
+memory a step. The call splits the hidden units between numba's threads (use_threads), and the
+chunk's other products (matmul), the input gather, its transpose for d W_x (a scatter, where
+numpy's path multiplies by the one-hot matrix) and the transposed copies of W_h and the
+one-hot's table are split or compiled too. Products are cut into tiles by a fixed rule
+(blocks), so the numbers do not depend on the threads. Parameters and checkpoints are the
 numpy path's; results agree with it within float32 rounding (tests/test_kernels.py).
 
 Chosen by `Model.use_kernels("numba")`; `resolve()` turns the config's `kernels` (auto, numpy,

@@ -1,9 +1,11 @@
-"""The cells' per-step gate maths as compiled loops (numba): one pass over memory per step.
+"""The cells' steps as compiled loops (numba): a chunk's steps in one call, one pass a step.
 
 Imported only by charrnn/fused.py, only when training asks for it (`--kernels numba`, or auto
 with numba installed: the optional extra `fast`). numpy's path (cells.py) makes ten or more
 passes per step, a ufunc call each; here one loop reads the step's pre-activations once and
-writes the gates, the state and what the backward pass needs. The arithmetic is the same as
+writes the gates, the state and what the backward pass needs, and the `*_loop` functions run a
+chunk's steps, calling BLAS by address between them, split between numba's threads (below,
+"numpy's BLAS from inside the loops"). The arithmetic is the same as
 cells.py's, step for step; only tanh differs in float32 (below), so the two paths agree within
 float32 rounding, not bit for bit (tests/test_kernels.py).
 

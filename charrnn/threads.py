@@ -22,6 +22,10 @@ numpy first loads it (the CLI sets them before it imports anything that imports 
 once numpy is loaded, through threadpoolctl, the optional extra `threads`: without it the count
 can't change after numpy loads, so auto stays at one thread. A BLAS thread count the user set
 in those variables wins over auto, not over --threads.
+
+Training with numba's kernels (fused.py) counts numba's threads instead: the Tuner's `apply` is
+then fused.use_threads, which splits the compiled loops and products between that many of
+numba's threads and keeps BLAS on one.
 """
 from __future__ import annotations
 
