@@ -248,10 +248,6 @@ class Cell:
         """out = a @ b: the chunk's products (the compiled cells split them between their threads)."""
         np.matmul(a, b, out=out)
 
-    def _row_sums(self, a: np.ndarray, ones: np.ndarray) -> np.ndarray:
-        """a's row sums, as a product with `ones` (4x faster than .sum(axis=1))."""
-        return a @ ones
-
     @staticmethod
     def _gather(table: np.ndarray, x: np.ndarray, g: np.ndarray) -> None:
         """g[t] = the columns x[t] of table, (R, V) -> (T, R, B)."""
@@ -307,7 +303,7 @@ class Cell:
         self._add_dW_h(grads, dW[:H])
         ones = ws.get("ones", (n,), dt)
         ones.fill(1)  # row sums as products: 4x faster than .sum(axis=1)
-        grads[self.key_b] += self._row_sums(dg, ones)
+        grads[self.key_b] += dg @ ones
         self._extra_grads(grads, daP, ones)
         if self.embed:  # d W_x[id] += dg's column, for every (step, stream) column
             dWxT = ws.get("dWxT", (GH, p[self.key_x].shape[0]), dt)
@@ -605,7 +601,7 @@ class GRU(Cell):
         dW_h[:, : 2 * H] += dW[:, H:]  # r, z
 
     def _extra_grads(self, grads: dict, da: np.ndarray, ones: np.ndarray) -> None:
-        grads[self.keys["b_hn"]] += self._row_sums(da[: self.H], ones)  # b_hn enters as h_n does
+        grads[self.keys["b_hn"]] += da[: self.H] @ ones  # b_hn enters as h_n does
 
     def step(self, p: dict, x: np.ndarray, h: np.ndarray) -> np.ndarray:
         """One time step for generation: x ids (B,) or (B, D), h (B, H) -> the new h.

@@ -151,12 +151,6 @@ def blocks(dtype, K: int, N: int, rows: int, plain: bool = True) -> tuple:
     return max(1, -(-rows // _most_parts())), K
 
 
-def step_blas(dtype, K: int, B: int, H: int) -> tuple:
-    """kernels._rows's `blas` for a loop whose step product is (rows, K) @ (K, B), its parts
-    splitting H units: gemm's address and integer width, and its tiles (blocks())."""
-    return _gemm.fn(dtype) + blocks(dtype, K, B, H)
-
-
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     """np.matmul(a, b, out=out) in tiles shared between the loops' threads (use_threads, blocks()):
     a and b 2-D or stacks of matrices (3-D), out C-ordered rows; anything else goes to
@@ -246,8 +240,10 @@ class _Fused:
 
     @staticmethod
     def _step_blas(h: np.ndarray, K: int) -> tuple:
-        """step_blas for a loop over h's steps (.., H, B) whose step product is (rows, K) @ (K, B)."""
-        return step_blas(h.dtype, K, h.shape[-1], h.shape[-2])
+        """kernels._rows's `blas` for a loop over h's steps (.., H, B) whose step product is
+        (rows, K) @ (K, B), its parts splitting the H units: gemm's address and integer width,
+        and its tiles (blocks())."""
+        return _gemm.fn(h.dtype) + blocks(h.dtype, K, h.shape[-1], h.shape[-2])
 
     def _scatter_columns(self, dg: np.ndarray, ids: np.ndarray, out: np.ndarray) -> None:
         out.fill(0)
@@ -256,7 +252,6 @@ class _Fused:
     @staticmethod
     def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
         matmul(a, b, out)
-
 
 
 class Elman(_Fused, cells.Elman):

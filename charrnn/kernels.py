@@ -271,13 +271,6 @@ def _rows(blas, a, b, c, k0, k1):
 
 
 @njit(**_JIT)
-def repeat_product(blas, a, b, c, reps):
-    """c = a @ b as the loops multiply, reps times (a benchmark's handle on their products)."""
-    for _ in range(reps):
-        _rows(blas, a, b, c, 0, a.shape[0])
-
-
-@njit(**_JIT)
 def _units(H, tile, parts, s):
     """Part s of H hidden units split in `parts`, whole tiles each: (k0, k1)."""
     tiles = -(-H // tile)

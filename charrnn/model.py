@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .cells import CELL_CLASSES, Workspace
+from .cells import CELL_CLASSES, Cell, Workspace
 
 
 @dataclass
@@ -53,10 +53,6 @@ class ForwardPass:
     layers: list = field(default_factory=list)  # the layers that ran it (Model.train_layers or .layers)
 
 
-def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    np.matmul(a, b, out=out)
-
-
 class Model:
     """Parameters plus forward/backward over a (T, B) chunk of ids."""
 
@@ -68,7 +64,7 @@ class Model:
         self.kernels = "numpy"
         self.layers = self._make_layers(CELL_CLASSES)
         self.train_layers = self.layers  # what forward(train=True) runs: see use_kernels()
-        self._matmul = _matmul  # training's output-layer products: see use_kernels()
+        self._matmul = Cell._matmul  # training's output-layer products: see use_kernels()
         self.thread_setter = None  # what sets training's threads (threads.tuner), None: BLAS's
         self.params: dict[str, np.ndarray] = {}
         self._grads: dict[str, np.ndarray] | None = None
@@ -100,7 +96,7 @@ class Model:
             if kernels == "numba":
                 fused.warm(self.cell, self.activation, self.dtype)
             self.train_layers = self.layers if kernels == "numpy" else self._make_layers(fused.cell_classes())
-            self._matmul = _matmul if kernels == "numpy" else fused.matmul
+            self._matmul = Cell._matmul if kernels == "numpy" else fused.matmul
             self.thread_setter = None if kernels == "numpy" else fused.use_threads
             self.kernels = kernels
         return self

@@ -103,11 +103,6 @@ def set_blas(n: int) -> None:
     _blas = n
 
 
-def blas_threads() -> int | None:
-    """BLAS's thread count as set here (None: never set, BLAS's own)."""
-    return _blas
-
-
 def can_switch() -> bool:
     """Whether BLAS's thread count can change now (numpy not loaded yet, or threadpoolctl)."""
     if "numpy" not in sys.modules or _controller is not None:
