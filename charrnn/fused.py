@@ -276,8 +276,11 @@ class LSTM(_Fused, cells.LSTM):
                                   tr.h, tr.hP)
 
     def _recur_back(self, p: dict, dhs: np.ndarray, tr: cells.Trace, da, need_dstate0: bool, dcs):
-        if dcs is not None:  # d loss / d c_t from outside (the encoder-decoder's): numpy's loop
-            return super()._recur_back(p, dhs, tr, da, need_dstate0, dcs)
+        if dcs is not None:  # d loss / d c_t from outside (the encoder-decoder's): numpy's loop,
+            # which does not store da's columns for the chunk's products as the compiled loops do
+            super()._recur_back(p, dhs, tr, da, need_dstate0, dcs)
+            np.copyto(self._grad_columns(da), da.transpose(1, 0, 2))
+            return
         T, H, B = dhs.shape
         dh, dc = self.ws.get("dh", (H, B), da.dtype), self.ws.get("dc", (H, B), da.dtype)
         dh.fill(0)

@@ -199,6 +199,35 @@ def test_compiled_results_are_the_same_whatever_the_parts(cell, monkeypatch):
 
 
 @needs_numba
+@pytest.mark.parametrize("parts", [1, 2])
+def test_compiled_lstm_with_outside_cell_gradients_is_numpys(parts, monkeypatch):
+    """With d loss / d c_t from outside the layer (dcs, the encoder-decoder's), the compiled
+    LSTM runs numpy's backward loop, which does not store d loss / d pre-activation for the
+    chunk's products as the compiled loops do: every gradient is still numpy's, with dcs, then
+    without (the compiled loop), then with again. (Before the fix, W_x's, W_h's and b's came from
+    the previous chunk's columns.)"""
+    from charrnn import cells
+
+    monkeypatch.setattr(fused, "_parts", parts)
+    fast, slow = fused.cell_classes()["lstm"](7, 6, embed=True), cells.LSTM(7, 6, embed=True)
+    rng = np.random.default_rng(4)
+    p = {k: v.astype(np.float64) for k, v in fast.init(rng, np.float64).items()}
+    ids = rng.integers(0, 7, (5, 3))
+    state = fast.zero_state(3, np.float64)
+    dhs, dcs = rng.normal(size=(5, 3, 6)), rng.normal(size=(5, 3, 6))
+    for outside in (dcs, None, dcs):
+        grads = []
+        for layer in (fast, slow):
+            layer.forward(p, ids, state)
+            g = {k: np.zeros_like(v) for k, v in p.items()}
+            layer.backward(p, dhs, g, need_dx=False, dcs=outside)
+            grads.append(g)
+        for name in p:
+            assert np.abs(grads[0][name]).max() > 0, name
+            np.testing.assert_allclose(grads[0][name], grads[1][name], rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+@needs_numba
 def test_numpys_blas_is_found_and_checked():
     from charrnn import cblas
 
