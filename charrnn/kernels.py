@@ -107,7 +107,7 @@ def _part(n, parts, s):
 # per unit, the LSTM's 64 forward gate steps at H=256 B=32 inside the loops' parallel region:
 # 1.4-1.7 against 3.2-4.4 ms in one part, 0.8-1.4 against 2.3-2.5 in two. The index starts at 0
 # so that numba's wraparound for negative indices drops out: from k0 B it stayed in every access
-# and the loop ran 4-7x slower (docs/performance.md).
+# and the loop ran 4-7x slower (docs/performance.md, 2026-12-07).
 @njit(**_JIT)
 def _flat(a, q, H, k0, k1):
     """Units k0..k1 of gate q's rows of a (G*H, B), as one 1-D array ((k1 - k0) B,) (a view)."""
