@@ -293,10 +293,9 @@ class Cell:
         ws, tr = self.ws, self.trace
         T, R, B = da.shape
         H, GH, n, dt = self.H, self.n_gates * self.H, T * B, da.dtype
-        daP = self._grad_columns(da)
         if not self.writes_columns:
-            np.copyto(daP, da.transpose(1, 0, 2))
-        daP = daP.reshape(R, n)
+            self._store_grad_columns(da)
+        daP = self._grad_columns(da).reshape(R, n)
         dg = daP[self.x_side]  # (G*H, n), the parameters' gate order
         dW = ws.get("dW", (max(self.n_in, H), GH), dt)
         self._matmul(tr.hP[:, :T].reshape(H, n), daP[self.h_side].T, dW[:H])
@@ -324,6 +323,11 @@ class Cell:
         for da (T, R, B)."""
         T, R, B = da.shape
         return self.ws.get("daP", (R, T, B), da.dtype)
+
+    def _store_grad_columns(self, da: np.ndarray) -> None:
+        """Copy da (T, R, B) into _grad_columns' (R, T, B) buffer: what the compiled loops
+        store as they go."""
+        np.copyto(self._grad_columns(da), da.transpose(1, 0, 2))
 
     def _scatter_columns(self, dg: np.ndarray, ids: np.ndarray, out: np.ndarray) -> None:
         """out (R, V) = the columns of dg (R, n) summed by id: the one-hot's transpose, as the

@@ -279,7 +279,7 @@ class LSTM(_Fused, cells.LSTM):
         if dcs is not None:  # d loss / d c_t from outside (the encoder-decoder's): numpy's loop,
             # which does not store da's columns for the chunk's products as the compiled loops do
             super()._recur_back(p, dhs, tr, da, need_dstate0, dcs)
-            np.copyto(self._grad_columns(da), da.transpose(1, 0, 2))
+            self._store_grad_columns(da)
             return
         T, H, B = dhs.shape
         dh, dc = self.ws.get("dh", (H, B), da.dtype), self.ws.get("dc", (H, B), da.dtype)
