@@ -23,6 +23,15 @@ TINY_TEXT = (
 ) * 20
 
 
+@pytest.fixture(autouse=True)
+def _no_charrnn_environment(monkeypatch):
+    """Each test starts without the user's CHARRNN_* variables: the README has a user export
+    CHARRNN_CHECKPOINT before `make test`, and every CLI option reads CHARRNN_<COMMAND>_<OPTION>;
+    tests that want one set it themselves."""
+    for name in [n for n in os.environ if n.startswith("CHARRNN_")]:
+        monkeypatch.delenv(name)
+
+
 # The command-line twin of tiny_config's model size; tests add their own limits and cadences.
 TINY_FLAGS = ["--hidden-size", "16", "--batch-size", "4", "--seq-len", "16"]
 
